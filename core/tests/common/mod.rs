@@ -29,3 +29,34 @@ pub fn fixture(rel: &str) -> PathBuf {
         .join("../fixtures")
         .join(rel)
 }
+
+/// SmolLM2-135M-Instruct in `ty` (`q4_1` is the published file; `q8_0` and `f16` are made
+/// once with the project's own requantizer, as the fixtures' README describes, and cached).
+pub fn smollm2(ty: &str) -> PathBuf {
+    use chord_core::gguf::{FileSource, Gguf};
+    use chord_core::quant::GgmlType;
+    let base = model("smollm2-135m-instruct-q4_1.gguf");
+    if ty == "q4_1" {
+        return base;
+    }
+    let out = models_dir().join(format!("smollm2-135m-instruct-{ty}.gguf"));
+    if !out.exists() {
+        let target = GgmlType::from_name(ty).expect("known type");
+        let src = FileSource::open(&base).unwrap();
+        let g = Gguf::read(&src).unwrap();
+        let tmp = out.with_extension(format!("tmp{}", std::process::id()));
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp).unwrap());
+        chord_core::requantize::requantize(&src, &g, target, &mut f, |_, _, _| {}).unwrap();
+        drop(f);
+        std::fs::rename(&tmp, &out).unwrap();
+    }
+    out
+}
+
+/// Loads a whole GGUF model into memory.
+pub fn load_decoder(path: &std::path::Path) -> chord_core::model::DecoderModel {
+    use chord_core::gguf::Gguf;
+    let bytes = std::fs::read(path).unwrap();
+    let g = Gguf::read(bytes.as_slice()).unwrap();
+    chord_core::model::DecoderModel::load(&g, Box::new(chord_core::weights::SliceWeights(bytes))).unwrap()
+}

@@ -1,0 +1,112 @@
+//! Logit parity with llama.cpp on SmolLM2-135M-Instruct (Q4_1, and the Q8_0 and F16
+//! files made by our own requantizer), against `fixtures/logits/`.
+//!
+//! Prints, per model: top-1 agreement, mean and worst mean-absolute logit error over
+//! llama.cpp's top-40 tokens, and how many greedy steps of our own path match.
+
+mod common;
+
+use chord_core::eval::{argmax, run_greedy};
+use serde_json::Value;
+
+/// llama.cpp's top-2 margin below which a different top-1 is not a disagreement.
+const AMBIGUOUS_MARGIN: f32 = 0.05;
+const MAX_MEAN_ABS_ERR: f32 = 0.02;
+const MIN_GREEDY_MATCH: usize = 16;
+
+struct Stats {
+    positions: usize,
+    top1_agree: usize,
+    top1_ambiguous_miss: usize,
+    sum_err: f64,
+    worst: (f32, String),
+}
+
+impl Stats {
+    /// Compares our full `logits` with one fixture entry `{"top": [[tok, logit], ...]}`.
+    fn compare(&mut self, logits: &[f32], fixture: &Value, at: String) {
+        let top: Vec<(usize, f32)> = fixture["top"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p[0].as_u64().unwrap() as usize, p[1].as_f64().unwrap() as f32))
+            .collect();
+        let err = top.iter().map(|&(t, l)| (logits[t] - l).abs()).sum::<f32>() / top.len() as f32;
+        self.positions += 1;
+        self.sum_err += err as f64;
+        if err > self.worst.0 {
+            self.worst = (err, at.clone());
+        }
+        if std::env::var_os("PARITY_DEBUG").is_some() { println!("{at}: {err}"); } else { assert!(err < MAX_MEAN_ABS_ERR, "{at}: mean |logit error| over llama.cpp's top-40 is {err}"); }
+        let ours = argmax(logits) as usize;
+        if ours == top[0].0 {
+            self.top1_agree += 1;
+        } else {
+            let margin = top[0].1 - top[1].1;
+            assert!(
+                margin < AMBIGUOUS_MARGIN,
+                "{at}: top-1 {ours} != llama.cpp's {} (margin {margin})",
+                top[0].0
+            );
+            self.top1_ambiguous_miss += 1;
+        }
+    }
+}
+
+fn check_model(ty: &str) {
+    let model = common::load_decoder(&common::smollm2(ty));
+    let vocab = model.cfg.vocab_size;
+    let fixture = std::fs::read_to_string(common::fixture(&format!("logits/smollm2-135m-instruct-{ty}.jsonl"))).unwrap();
+    let mut stats = Stats { positions: 0, top1_agree: 0, top1_ambiguous_miss: 0, sum_err: 0.0, worst: (0.0, String::new()) };
+    let mut min_greedy = usize::MAX;
+    for line in fixture.lines() {
+        let case: Value = serde_json::from_str(line).unwrap();
+        let id = case["case"].as_u64().unwrap();
+        let ids: Vec<u32> = case["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let greedy = case["greedy"].as_array().unwrap();
+        let forced: Vec<u32> = greedy.iter().map(|s| s["token"].as_u64().unwrap() as u32).collect();
+
+        // Forced decoding along llama.cpp's path: compare every distribution.
+        let mut session = model.new_session(ids.len() + forced.len());
+        let (prompt, steps) = run_greedy(&model, &mut session, &ids, forced.len(), Some(&forced)).unwrap();
+        for (i, pos) in case["positions"].as_array().unwrap().iter().enumerate() {
+            stats.compare(&prompt[i * vocab..(i + 1) * vocab], pos, format!("{ty} case {id} position {i}"));
+        }
+        for (s, ((_, logits), fx)) in steps.iter().zip(greedy).enumerate() {
+            stats.compare(logits, &fx["next"], format!("{ty} case {id} greedy step {s}"));
+        }
+
+        // Our own argmax path: it must follow llama.cpp's for the first 16 steps at least.
+        let mut session = model.new_session(ids.len() + MIN_GREEDY_MATCH);
+        let (_, own) = run_greedy(&model, &mut session, &ids, MIN_GREEDY_MATCH, None).unwrap();
+        let matched = own.iter().zip(&forced).take_while(|((t, _), f)| t == *f).count();
+        min_greedy = min_greedy.min(matched);
+        assert!(matched >= MIN_GREEDY_MATCH, "{ty} case {id}: own greedy path diverges at step {matched}");
+    }
+    println!(
+        "PARITY smollm2-135m-instruct-{ty}: top-1 agreement {}/{} ({:.2}%, {} ambiguous misses), mean |logit err| {:.5}, worst {:.5} at {}, greedy match >= {} steps",
+        stats.top1_agree,
+        stats.positions,
+        100.0 * stats.top1_agree as f64 / stats.positions as f64,
+        stats.top1_ambiguous_miss,
+        stats.sum_err / stats.positions as f64,
+        stats.worst.0,
+        stats.worst.1,
+        min_greedy
+    );
+}
+
+#[test]
+fn smollm2_q4_1_matches_llama_cpp() {
+    check_model("q4_1");
+}
+
+#[test]
+fn smollm2_q8_0_matches_llama_cpp() {
+    check_model("q8_0");
+}
+
+#[test]
+fn smollm2_f16_matches_llama_cpp() {
+    check_model("f16");
+}
