@@ -1,0 +1,140 @@
+//! The wasm-chord guest: the engine as a `wasm32-wasip2` component.
+//!
+//! Memory 0 holds the heap, activations and KV cache. The model file lives in a
+//! separate 64-bit *weights memory* (memory index 1) that this module defines after
+//! the post-link rewrite done by `cargo xtask build` (see `xtask/src/rewrite.rs`):
+//! on first use the guest grows it to the GGUF file's size and copies the file in,
+//! chunk by chunk, from the imported `weights` resource, so that an offset in the
+//! weights memory is the same offset in the file.
+//!
+//! Natively this crate is empty: it only builds for wasm32.
+#![cfg(target_arch = "wasm32")]
+
+mod backend;
+mod memory;
+mod source;
+
+use std::cell::RefCell;
+
+use exports::wasm_chord::llm::diagnostics::{self, MemorySizes};
+use exports::wasm_chord::llm::inference::{self, GenerationResult};
+use exports::wasm_chord::llm::parity::{self, EvalResult};
+use wasm_chord::llm::types::{Error, FinishReason, ModelInfo, SamplingParams, Usage};
+
+wit_bindgen::generate!({
+    path: "../wit",
+    world: "engine",
+    generate_all,
+});
+
+/// The model this instance uses, loaded lazily on first use.
+struct State {
+    /// Name passed to `weights.open` ("" is the host's default model).
+    name: String,
+    loaded: Option<backend::Loaded>,
+}
+
+thread_local! {
+    static STATE: RefCell<State> = const { RefCell::new(State { name: String::new(), loaded: None }) };
+}
+
+/// Runs `f` with the loaded model, loading it first if needed.
+fn with_model<R>(f: impl FnOnce(&mut backend::Loaded) -> Result<R, Error>) -> Result<R, Error> {
+    STATE.with(|state| {
+        let mut state = state.borrow_mut();
+        if state.loaded.is_none() {
+            let loaded = backend::Loaded::load(&state.name)?;
+            state.loaded = Some(loaded);
+        }
+        f(state.loaded.as_mut().unwrap())
+    })
+}
+
+struct Component;
+
+impl inference::Guest for Component {
+    type Generation = backend::Stream;
+
+    fn select_model(name: String) -> Result<ModelInfo, Error> {
+        STATE.with(|state| {
+            let mut state = state.borrow_mut();
+            if state.name != name || state.loaded.is_none() {
+                state.loaded = None;
+                state.name = name;
+            }
+        });
+        with_model(|m| Ok(m.info()))
+    }
+
+    fn info() -> Result<ModelInfo, Error> {
+        with_model(|m| Ok(m.info()))
+    }
+
+    fn tokenize(text: String, add_special: bool, parse_special: bool) -> Result<Vec<u32>, Error> {
+        with_model(|m| m.tokenize(&text, add_special, parse_special))
+    }
+
+    fn detokenize(tokens: Vec<u32>) -> Result<String, Error> {
+        with_model(|m| m.detokenize(&tokens))
+    }
+
+    fn generate(prompt: String, params: SamplingParams) -> Result<GenerationResult, Error> {
+        let stream = with_model(|m| m.start(&prompt, &params))?;
+        let mut text = String::new();
+        while let Some(chunk) = with_model(|m| stream.next(m))? {
+            text.push_str(&chunk);
+        }
+        Ok(GenerationResult {
+            text,
+            usage: stream.usage(),
+            finish_reason: stream.finish_reason().unwrap_or(FinishReason::Stop),
+        })
+    }
+
+    fn start_generation(
+        prompt: String,
+        params: SamplingParams,
+    ) -> Result<inference::Generation, Error> {
+        let stream = with_model(|m| m.start(&prompt, &params))?;
+        Ok(inference::Generation::new(stream))
+    }
+
+    fn embed(texts: Vec<String>) -> Result<Vec<Vec<f32>>, Error> {
+        with_model(|m| m.embed(&texts))
+    }
+}
+
+impl inference::GuestGeneration for backend::Stream {
+    fn next_chunk(&self) -> Result<Option<String>, Error> {
+        with_model(|m| self.next(m))
+    }
+
+    fn usage(&self) -> Usage {
+        backend::Stream::usage(self)
+    }
+
+    fn finish_reason(&self) -> Option<FinishReason> {
+        backend::Stream::finish_reason(self)
+    }
+}
+
+impl parity::Guest for Component {
+    fn logits(ids: Vec<u32>, greedy_steps: u32, top_k: u32) -> Result<EvalResult, Error> {
+        with_model(|m| m.eval_logits(&ids, greedy_steps, top_k))
+    }
+}
+
+impl diagnostics::Guest for Component {
+    fn get_memory_sizes() -> MemorySizes {
+        MemorySizes {
+            main: core::arch::wasm32::memory_size::<0>() as u64 * memory::PAGE,
+            weights: memory::weights_memory_bytes(),
+        }
+    }
+
+    fn weights_checksum(offset: u64, len: u64) -> Result<u64, Error> {
+        with_model(|m| m.weights_checksum(offset, len))
+    }
+}
+
+export!(Component);

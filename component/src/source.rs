@@ -1,0 +1,111 @@
+//! The host's `weights` resource as a GGUF [`ByteSource`], and the copy of the whole
+//! file into the weights memory.
+
+use std::cell::RefCell;
+use std::io;
+
+use chord_core::gguf::ByteSource;
+
+use crate::memory;
+use crate::wasm_chord::llm::types::Error;
+use crate::wasm_chord::llm::weights::Blob;
+
+/// Largest single `read` (the host caps reads at 64 MiB; Wasmtime's hostcall fuel
+/// is 128 MiB). 16 MiB keeps the transient memory-0 buffer small.
+pub const CHUNK: u64 = 16 << 20;
+
+pub struct BlobSource {
+    blob: Blob,
+    len: u64,
+    /// (offset, bytes) of the last read.
+    window: RefCell<(u64, Vec<u8>)>,
+}
+
+impl BlobSource {
+    pub fn new(blob: Blob) -> Self {
+        let len = blob.size();
+        Self {
+            blob,
+            len,
+            window: RefCell::new((0, Vec::new())),
+        }
+    }
+
+    /// Grows the weights memory to the file's size and copies the file into it.
+    pub fn copy_into_weights_memory(&self) -> Result<memory::WasmWeights, Error> {
+        let trace = std::env::var_os("WASM_CHORD_TRACE").is_some();
+        let t0 = std::time::Instant::now();
+        memory::ensure_weights_capacity(self.len)?;
+        let (mut t_read, mut t_store) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
+        let mut at = 0;
+        while at < self.len {
+            let n = (self.len - at).min(CHUNK);
+            let t = std::time::Instant::now();
+            let chunk = self
+                .blob
+                .read(at, n as u32)
+                .map_err(|e| Error::Runtime(format!("reading the model at {at}: {e}")))?;
+            if chunk.len() as u64 != n {
+                return Err(Error::Runtime(format!(
+                    "host returned {} bytes for a read of {n} at {at}",
+                    chunk.len()
+                )));
+            }
+            t_read += t.elapsed();
+            let t = std::time::Instant::now();
+            memory::store(at, &chunk);
+            t_store += t.elapsed();
+            at += n;
+        }
+        if trace {
+            eprintln!(
+                "[wasm-chord guest] grow {:.2?}, host reads {t_read:.2?}, stores {t_store:.2?}",
+                t0.elapsed() - t_read - t_store
+            );
+        }
+        Ok(memory::WasmWeights::new(self.len))
+    }
+}
+
+/// Header parsing makes many small reads: serve them from a window of this size
+/// instead of one host call each.
+const WINDOW: u64 = 1 << 20;
+
+impl ByteSource for BlobSource {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let end = offset
+            .checked_add(buf.len() as u64)
+            .filter(|&e| e <= self.len)
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::UnexpectedEof, "read beyond end of model")
+            })?;
+        let mut window = self.window.borrow_mut();
+        let mut at = offset;
+        while at < end {
+            let (start, data) = &*window;
+            if at >= *start && at < start + data.len() as u64 {
+                let from = (at - start) as usize;
+                let n = ((end - at) as usize).min(data.len() - from);
+                let dst = (at - offset) as usize;
+                buf[dst..dst + n].copy_from_slice(&data[from..from + n]);
+                at += n as u64;
+                continue;
+            }
+            // Large reads go straight through; small ones refill the window.
+            let want = (end - at).max(WINDOW).min(CHUNK).min(self.len - at);
+            let data = self.blob.read(at, want as u32).map_err(io::Error::other)?;
+            if data.len() as u64 != want {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "short read from host",
+                ));
+            }
+            *window = (at, data);
+        }
+        Ok(())
+    }
+}

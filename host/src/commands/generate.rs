@@ -1,0 +1,76 @@
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use chord_core::sampler::SamplingParams;
+
+use crate::native;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// GGUF model (default: SmolLM2-135M-Instruct from the model cache).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// The prompt, used as is (no chat template).
+    #[arg(long, default_value = "The capital of France is")]
+    prompt: String,
+    #[arg(long, default_value_t = 64)]
+    max_tokens: u32,
+    /// 0 = greedy.
+    #[arg(long, default_value_t = 0.8)]
+    temperature: f32,
+    #[arg(long, default_value_t = 40)]
+    top_k: u32,
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    #[arg(long, default_value_t = 0.05)]
+    min_p: f32,
+    #[arg(long, default_value_t = 1.0)]
+    repeat_penalty: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Run natively instead of in the wasm component.
+    #[arg(long)]
+    native: bool,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    super::require_native(a.native, "generate")?;
+    let model = a.model.clone().unwrap_or_else(crate::default_model);
+    if !model.exists() {
+        anyhow::bail!("model {} not found: run scripts/fetch-models.sh smollm2, or pass --model", model.display());
+    }
+    let params = SamplingParams {
+        temperature: a.temperature,
+        top_k: a.top_k,
+        top_p: a.top_p,
+        min_p: a.min_p,
+        repeat_penalty: a.repeat_penalty,
+        seed: a.seed,
+        max_tokens: a.max_tokens,
+        ..SamplingParams::default()
+    };
+    let engine = native::load_engine(&model)?;
+    let start = std::time::Instant::now();
+    let mut g = engine.start_generation(&a.prompt, &params)?;
+    let prefill = start.elapsed();
+    let mut out = std::io::stdout().lock();
+    write!(out, "{}", a.prompt)?;
+    while let Some(chunk) = g.next_chunk(&engine)? {
+        write!(out, "{chunk}")?;
+        out.flush()?;
+    }
+    writeln!(out)?;
+    let u = g.usage();
+    let decode = start.elapsed() - prefill;
+    eprintln!(
+        "[{} prompt tokens in {:.2}s, {} generated in {:.2}s ({:.1} tok/s), finish: {:?}]",
+        u.prompt_tokens,
+        prefill.as_secs_f64(),
+        u.completion_tokens,
+        decode.as_secs_f64(),
+        u.completion_tokens as f64 / decode.as_secs_f64().max(1e-9),
+        g.finish_reason().unwrap()
+    );
+    Ok(())
+}

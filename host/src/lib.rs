@@ -1,0 +1,2 @@
+//! wasm-chord host library.
+pub mod runtime;

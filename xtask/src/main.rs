@@ -1,0 +1,177 @@
+//! Build tasks. `cargo xtask build [--release]` produces `target/wasm-chord.wasm`:
+//!
+//! 1. `cargo build -p wasm-chord-component --target wasm32-wasip2` with simd128 +
+//!    relaxed-simd and `--skip-wit-component` (the linked core module, which keeps
+//!    its `component-type` custom sections);
+//! 2. rewrite the `wasm-chord:intrinsics` imports into instructions on a 64-bit
+//!    weights memory (memory index 1) that the module defines (walrus);
+//! 3. componentize (`wit_component::ComponentEncoder`);
+//! 4. validate the component (wasmparser, all features) and write it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, ensure, Context, Result};
+
+mod rewrite;
+
+const GUEST_PACKAGE: &str = "wasm-chord-component";
+const GUEST_ARTIFACT: &str = "wasm_chord_component.wasm";
+const TARGET: &str = "wasm32-wasip2";
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("xtask: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("build") => {
+            let mut release = false;
+            let mut out = None;
+            let mut it = args[1..].iter();
+            while let Some(a) = it.next() {
+                match a.as_str() {
+                    "--release" => release = true,
+                    "-o" | "--out" => {
+                        out = Some(PathBuf::from(it.next().context("--out needs a path")?))
+                    }
+                    other => bail!("unknown option to `build`: {other}\n{USAGE}"),
+                }
+            }
+            build(release, out)
+        }
+        Some("rewrite") => {
+            // Debugging aid: rewrite + componentize an already linked core module.
+            ensure!(
+                args.len() == 3,
+                "usage: cargo xtask rewrite IN.wasm OUT.wasm"
+            );
+            let core = std::fs::read(&args[1]).with_context(|| format!("reading {}", args[1]))?;
+            let component = finish(&core)?;
+            std::fs::write(&args[2], component)?;
+            Ok(())
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            std::process::exit(2);
+        }
+    }
+}
+
+const USAGE: &str = "usage: cargo xtask build [--release] [--out PATH]\n\
+    builds the wasm-chord component into target/wasm-chord.wasm (or PATH)";
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) => {
+            let d = PathBuf::from(d);
+            if d.is_absolute() {
+                d
+            } else {
+                root.join(d)
+            }
+        }
+        None => root.join("target"),
+    }
+}
+
+fn build(release: bool, out: Option<PathBuf>) -> Result<()> {
+    let root = workspace_root();
+    let target_dir = target_dir(&root);
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+
+    // 1. The guest's linked core module.
+    let t0 = std::time::Instant::now();
+    let mut cmd = Command::new(&cargo);
+    cmd.current_dir(&root)
+        .args(["build", "-p", GUEST_PACKAGE, "--target", TARGET])
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            [
+                "-Ctarget-feature=+simd128,+relaxed-simd",
+                "-Clink-arg=--skip-wit-component",
+            ]
+            .join("\x1f"),
+        )
+        .env_remove("RUSTFLAGS");
+    if release {
+        cmd.arg("--release");
+    }
+    eprintln!(
+        "xtask: building the guest ({})",
+        if release { "release" } else { "dev" }
+    );
+    let status = cmd.status().with_context(|| format!("running {cargo}"))?;
+    if !status.success() {
+        bail!(
+            "cargo build of the guest failed ({status}); is the target installed? \
+             `rustup target add {TARGET}`"
+        );
+    }
+    let profile = if release { "release" } else { "debug" };
+    let core_path = target_dir.join(TARGET).join(profile).join(GUEST_ARTIFACT);
+    let core = std::fs::read(&core_path)
+        .with_context(|| format!("reading the guest module {}", core_path.display()))?;
+    eprintln!(
+        "xtask: guest module {} ({} KiB, {:.1?})",
+        core_path.display(),
+        core.len() / 1024,
+        t0.elapsed()
+    );
+
+    let component = finish(&core)?;
+
+    let out = out.unwrap_or_else(|| root.join("target").join("wasm-chord.wasm"));
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let tmp = out.with_extension("wasm.tmp");
+    std::fs::write(&tmp, &component).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &out).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("xtask: component written ({} KiB)", component.len() / 1024);
+    println!("{}", out.display());
+    Ok(())
+}
+
+/// Steps 2-4: rewrite, componentize, validate.
+fn finish(core: &[u8]) -> Result<Vec<u8>> {
+    let rewritten =
+        rewrite::rewrite_intrinsics(core).context("rewriting the weight-memory intrinsics")?;
+    validate(&rewritten, false).context("the rewritten core module does not validate")?;
+
+    let component = wit_component::ComponentEncoder::default()
+        .module(&rewritten)
+        .context("wit-component: reading the core module")?
+        .validate(true)
+        .encode()
+        .context("wit-component: componentizing")?;
+    validate(&component, true).context("the component does not validate")?;
+    Ok(component)
+}
+
+fn validate(bytes: &[u8], component: bool) -> Result<()> {
+    let mut v = wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all());
+    v.validate_all(bytes)?;
+    let is_component = wasmparser::Parser::is_component(bytes);
+    ensure!(
+        is_component == component,
+        "expected a {}",
+        if component {
+            "component"
+        } else {
+            "core module"
+        }
+    );
+    Ok(())
+}
