@@ -53,6 +53,9 @@ pub fn argmax(logits: &[f32]) -> u32 {
     top_k(logits, 1).first().map_or(0, |&(t, _)| t)
 }
 
+/// Logits of every prompt position (flattened), then each greedy step's (token, logits).
+pub type GreedyRun = (Vec<f32>, Vec<(u32, Vec<f32>)>);
+
 /// Full logits for every prompt position, then `steps` greedy steps: the token fed at
 /// each step is `forced[s]` when given (forced decoding), else the argmax of the
 /// previous logits. Returns the prompt logits and each step's (token, logits).
@@ -62,7 +65,7 @@ pub fn run_greedy(
     ids: &[u32],
     steps: usize,
     forced: Option<&[u32]>,
-) -> Result<(Vec<f32>, Vec<(u32, Vec<f32>)>), ModelError> {
+) -> Result<GreedyRun, ModelError> {
     let vocab = model.cfg.vocab_size;
     let prompt = model.forward(session, ids, Logits::All)?;
     let mut last = prompt[prompt.len() - vocab..].to_vec();

@@ -1,13 +1,16 @@
 //! wasm-chord's engine: pure Rust, no host or WASI dependencies, so that it builds
 //! natively (tests, benchmarks) and for `wasm32-wasip2` (the component).
 
+pub mod bert;
 pub mod engine;
 pub mod eval;
 pub mod gguf;
 pub mod model;
 pub mod ops;
+pub mod pooling;
 pub mod quant;
 pub mod requantize;
+pub mod safetensors;
 pub mod sampler;
 pub mod tokenizer;
 pub mod weights;

@@ -251,10 +251,10 @@ pub(super) fn parse<S: ByteSource + ?Sized>(src: &S, check: DataCheck) -> Result
             .try_fold(1u64, |acc, &d| acc.checked_mul(d))
             .filter(|&n| n < i64::MAX as u64)
             .ok_or_else(|| bad(format!("dimensions {dims:?} overflow")))?;
-        if dims.iter().any(|&d| d == 0) {
+        if dims.contains(&0) {
             return Err(bad(format!("zero-sized dimension in {dims:?}")));
         }
-        if dims[0] % ty.block_size() as u64 != 0 {
+        if !dims[0].is_multiple_of(ty.block_size() as u64) {
             return Err(bad(format!(
                 "first dimension {} is not a multiple of the {ty} block size {}",
                 dims[0],

@@ -41,7 +41,7 @@ impl GgufWriter {
         if dims.is_empty() || dims.len() > 4 {
             return Err(bad("needs 1 to 4 dimensions"));
         }
-        if dims[0] % ty.block_size() as u64 != 0 {
+        if !dims[0].is_multiple_of(ty.block_size() as u64) {
             return Err(bad("row length is not a multiple of the block size"));
         }
         if self.tensors.iter().any(|t| t.name == name) {

@@ -119,7 +119,7 @@ impl DecoderConfig {
         if self.n_embd == 0 || self.n_embd > 1 << 16 || self.n_ff == 0 || self.n_ff > 1 << 18 {
             return bad(format!("embedding_length {} / feed_forward_length {}", self.n_embd, self.n_ff));
         }
-        if self.n_head == 0 || self.n_head_kv == 0 || self.n_head % self.n_head_kv != 0 {
+        if self.n_head == 0 || self.n_head_kv == 0 || !self.n_head.is_multiple_of(self.n_head_kv) {
             return bad(format!(
                 "head_count {} is not a multiple of head_count_kv {}",
                 self.n_head, self.n_head_kv
@@ -131,7 +131,7 @@ impl DecoderConfig {
                 self.head_dim, self.n_head, self.n_embd
             ));
         }
-        if self.n_rot == 0 || self.n_rot > self.head_dim || self.n_rot % 2 != 0 {
+        if self.n_rot == 0 || self.n_rot > self.head_dim || !self.n_rot.is_multiple_of(2) {
             return bad(format!("rope.dimension_count {} for head dimension {}", self.n_rot, self.head_dim));
         }
         if !(self.rope_freq_base.is_finite() && self.rope_freq_base > 0.0) {

@@ -29,13 +29,11 @@ pub struct Args {
     repeat_penalty: f32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Run natively instead of in the wasm component.
-    #[arg(long)]
-    native: bool,
+    #[command(flatten)]
+    run: super::component::ComponentArgs,
 }
 
 pub fn run(a: Args) -> Result<()> {
-    super::require_native(a.native, "generate")?;
     let model = a.model.clone().unwrap_or_else(crate::default_model);
     if !model.exists() {
         anyhow::bail!("model {} not found: run scripts/fetch-models.sh smollm2, or pass --model", model.display());
@@ -50,6 +48,9 @@ pub fn run(a: Args) -> Result<()> {
         max_tokens: a.max_tokens,
         ..SamplingParams::default()
     };
+    if !a.run.native {
+        return generate_in_component(&a, &model, &params);
+    }
     let engine = native::load_engine(&model)?;
     let start = std::time::Instant::now();
     let mut g = engine.start_generation(&a.prompt, &params)?;
@@ -71,6 +72,43 @@ pub fn run(a: Args) -> Result<()> {
         decode.as_secs_f64(),
         u.completion_tokens as f64 / decode.as_secs_f64().max(1e-9),
         g.finish_reason().unwrap()
+    );
+    Ok(())
+}
+
+fn generate_in_component(a: &Args, model: &std::path::Path, p: &SamplingParams) -> Result<()> {
+    let engine = a.run.open(model)?;
+    let params = chord::runtime::SamplingParams {
+        max_tokens: Some(p.max_tokens),
+        temperature: Some(p.temperature),
+        top_k: Some(p.top_k),
+        top_p: Some(p.top_p),
+        min_p: Some(p.min_p),
+        repeat_penalty: Some(p.repeat_penalty),
+        repeat_last_n: Some(p.repeat_last_n),
+        frequency_penalty: Some(p.frequency_penalty),
+        presence_penalty: Some(p.presence_penalty),
+        seed: Some(p.seed),
+    };
+    let start = std::time::Instant::now();
+    let mut out = std::io::stdout().lock();
+    write!(out, "{}", a.prompt)?;
+    let mut write_err = None;
+    let (usage, finish) = engine.stream(&a.prompt, &params, |chunk| {
+        let r = write!(out, "{chunk}").and_then(|_| out.flush());
+        write_err = r.err();
+        write_err.is_none()
+    })?;
+    if let Some(e) = write_err {
+        return Err(e.into());
+    }
+    writeln!(out)?;
+    eprintln!(
+        "[component: {} prompt tokens, {} generated in {:.2}s, finish: {:?}]",
+        usage.prompt_tokens,
+        usage.generated_tokens,
+        start.elapsed().as_secs_f64(),
+        finish
     );
     Ok(())
 }

@@ -14,9 +14,8 @@ pub struct Args {
     /// JSON array of strings.
     #[arg(long)]
     strings: PathBuf,
-    /// Run natively instead of in the wasm component.
-    #[arg(long)]
-    native: bool,
+    #[command(flatten)]
+    run: super::component::ComponentArgs,
 }
 
 pub fn load_tokenizer(model: &Path) -> Result<Tokenizer> {
@@ -30,18 +29,33 @@ pub fn load_tokenizer(model: &Path) -> Result<Tokenizer> {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    super::require_native(a.native, "tokenize")?;
     let strings: Vec<String> = serde_json::from_str(
         &std::fs::read_to_string(&a.strings).with_context(|| format!("reading {}", a.strings.display()))?,
     )
     .context("--strings must be a JSON array of strings")?;
-    let tok = load_tokenizer(&a.model)?;
+    // A tokenizer.json directory has no GGUF for the component to load: native only.
+    if a.run.native || a.model.is_dir() {
+        let tok = load_tokenizer(&a.model)?;
+        for (case, s) in strings.iter().enumerate() {
+            let line = json!({
+                "case": case,
+                "ids": tok.encode(s, true, false)?,
+                "ids_no_special": tok.encode(s, false, false)?,
+                "ids_parse_special": tok.encode(s, true, true)?,
+            });
+            println!("{line}");
+        }
+        return Ok(());
+    }
+    let engine = a.run.open(&a.model)?;
+    let inst = engine.instance();
+    let mut inst = inst?;
     for (case, s) in strings.iter().enumerate() {
         let line = json!({
             "case": case,
-            "ids": tok.encode(s, true, false)?,
-            "ids_no_special": tok.encode(s, false, false)?,
-            "ids_parse_special": tok.encode(s, true, true)?,
+            "ids": inst.tokenize(s, true, false)?,
+            "ids_no_special": inst.tokenize(s, false, false)?,
+            "ids_parse_special": inst.tokenize(s, true, true)?,
         });
         println!("{line}");
     }
