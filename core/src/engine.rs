@@ -27,8 +27,12 @@ pub enum EngineError {
 impl From<ModelError> for EngineError {
     fn from(e: ModelError) -> Self {
         match e {
-            ModelError::ContextOverflow { needed, n_ctx } => Self::ContextOverflow { needed, n_ctx },
-            ModelError::InvalidToken { .. } | ModelError::EmptyInput => Self::InvalidInput(e.to_string()),
+            ModelError::ContextOverflow { needed, n_ctx } => {
+                Self::ContextOverflow { needed, n_ctx }
+            }
+            ModelError::InvalidToken { .. } | ModelError::EmptyInput => {
+                Self::InvalidInput(e.to_string())
+            }
             ModelError::Gguf(g) => Self::Gguf(g),
             other => Self::Model(other),
         }
@@ -75,12 +79,19 @@ pub struct Engine {
 impl Engine {
     /// Parses the GGUF header from `header` and builds the model over `weights`, which
     /// holds the file's bytes at their file offsets.
-    pub fn load(header: &dyn ByteSource, weights: Box<dyn WeightMemory>) -> Result<Self, EngineError> {
+    pub fn load(
+        header: &dyn ByteSource,
+        weights: Box<dyn WeightMemory>,
+    ) -> Result<Self, EngineError> {
         let g = Gguf::read_header(header)?;
         let model = DecoderModel::load(&g, weights)?;
         let tokenizer = Tokenizer::from_gguf(&g)?;
         let info = model_info(&g, &model);
-        Ok(Self { model, tokenizer, info })
+        Ok(Self {
+            model,
+            tokenizer,
+            info,
+        })
     }
 
     pub fn info(&self) -> &ModelInfo {
@@ -95,7 +106,12 @@ impl Engine {
         &self.model
     }
 
-    pub fn tokenize(&self, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<u32>, EngineError> {
+    pub fn tokenize(
+        &self,
+        text: &str,
+        add_special: bool,
+        parse_special: bool,
+    ) -> Result<Vec<u32>, EngineError> {
         Ok(self.tokenizer.encode(text, add_special, parse_special)?)
     }
 
@@ -105,22 +121,35 @@ impl Engine {
 
     /// Tokenizes `prompt` (special tokens added and parsed) and runs the prompt through
     /// the model. Text then comes from [`Generation::next_chunk`].
-    pub fn start_generation(&self, prompt: &str, params: &SamplingParams) -> Result<Generation, EngineError> {
+    pub fn start_generation(
+        &self,
+        prompt: &str,
+        params: &SamplingParams,
+    ) -> Result<Generation, EngineError> {
         let ids = self.tokenize(prompt, true, true)?;
         self.start_generation_ids(&ids, params)
     }
 
     /// Like [`Engine::start_generation`], from token ids.
-    pub fn start_generation_ids(&self, ids: &[u32], params: &SamplingParams) -> Result<Generation, EngineError> {
+    pub fn start_generation_ids(
+        &self,
+        ids: &[u32],
+        params: &SamplingParams,
+    ) -> Result<Generation, EngineError> {
         params.validate()?;
         if ids.is_empty() {
             return Err(EngineError::InvalidInput("the prompt has no tokens".into()));
         }
         let n_ctx_train = self.model.cfg.n_ctx_train;
         if ids.len() >= n_ctx_train {
-            return Err(EngineError::ContextOverflow { needed: ids.len() + 1, n_ctx: n_ctx_train });
+            return Err(EngineError::ContextOverflow {
+                needed: ids.len() + 1,
+                n_ctx: n_ctx_train,
+            });
         }
-        let mut session = self.model.new_session(ids.len() + params.max_tokens as usize);
+        let mut session = self
+            .model
+            .new_session(ids.len() + params.max_tokens as usize);
         let logits = self.model.forward(&mut session, ids, Logits::Last)?;
         let mut sampler = Sampler::new(params)?;
         for &t in ids {
@@ -131,7 +160,10 @@ impl Engine {
             sampler,
             logits,
             max_tokens: params.max_tokens,
-            usage: Usage { prompt_tokens: ids.len() as u32, completion_tokens: 0 },
+            usage: Usage {
+                prompt_tokens: ids.len() as u32,
+                completion_tokens: 0,
+            },
             pending: Vec::new(),
             finish: None,
             tokens: Vec::new(),
@@ -139,17 +171,30 @@ impl Engine {
     }
 
     /// Runs a whole generation and returns its text.
-    pub fn generate(&self, prompt: &str, params: &SamplingParams) -> Result<(String, FinishReason, Usage), EngineError> {
+    pub fn generate(
+        &self,
+        prompt: &str,
+        params: &SamplingParams,
+    ) -> Result<(String, FinishReason, Usage), EngineError> {
         let mut g = self.start_generation(prompt, params)?;
         let mut text = String::new();
         while let Some(chunk) = g.next_chunk(self)? {
             text.push_str(&chunk);
         }
-        Ok((text, g.finish_reason().unwrap_or(FinishReason::Length), g.usage()))
+        Ok((
+            text,
+            g.finish_reason().unwrap_or(FinishReason::Length),
+            g.usage(),
+        ))
     }
 
     /// Prompt logits and a greedy continuation, summarised as top-k (see [`eval`]).
-    pub fn eval_logits(&self, ids: &[u32], greedy_steps: usize, top_k: usize) -> Result<EvalResult, EngineError> {
+    pub fn eval_logits(
+        &self,
+        ids: &[u32],
+        greedy_steps: usize,
+        top_k: usize,
+    ) -> Result<EvalResult, EngineError> {
         if ids.is_empty() {
             return Err(EngineError::InvalidInput("no prompt tokens".into()));
         }
@@ -188,10 +233,14 @@ impl Generation {
             self.tokens.push(token);
             let piece = engine.tokenizer.token_to_piece(token, false)?;
             self.pending.extend_from_slice(&piece);
-            if self.usage.completion_tokens >= self.max_tokens || self.session.pos() >= self.session.n_ctx() {
+            if self.usage.completion_tokens >= self.max_tokens
+                || self.session.pos() >= self.session.n_ctx()
+            {
                 self.finish = Some(FinishReason::Length);
             } else {
-                self.logits = engine.model.forward(&mut self.session, &[token], Logits::Last)?;
+                self.logits = engine
+                    .model
+                    .forward(&mut self.session, &[token], Logits::Last)?;
             }
             if let Some(text) = self.take_complete_utf8() {
                 return Ok(Some(text));

@@ -31,14 +31,21 @@ impl TopLogits {
         let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let sum: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
         let lse = max + sum.ln() as f32;
-        Self { lse, top: top_k(logits, k) }
+        Self {
+            lse,
+            top: top_k(logits, k),
+        }
     }
 }
 
 /// The `k` largest logits, descending; equal logits in ascending token order.
 pub fn top_k(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
     let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
-    let by_logit = |a: &u32, b: &u32| logits[*b as usize].total_cmp(&logits[*a as usize]).then(a.cmp(b));
+    let by_logit = |a: &u32, b: &u32| {
+        logits[*b as usize]
+            .total_cmp(&logits[*a as usize])
+            .then(a.cmp(b))
+    };
     let k = k.min(idx.len());
     if k > 0 && k < idx.len() {
         idx.select_nth_unstable_by(k - 1, by_logit);
@@ -82,16 +89,27 @@ pub fn run_greedy(
 }
 
 /// What `chord eval` prints for one prompt.
-pub fn evaluate(model: &DecoderModel, ids: &[u32], steps: usize, k: usize) -> Result<EvalResult, ModelError> {
+pub fn evaluate(
+    model: &DecoderModel,
+    ids: &[u32],
+    steps: usize,
+    k: usize,
+) -> Result<EvalResult, ModelError> {
     let mut session = model.new_session(ids.len() + steps);
     let (prompt, greedy) = run_greedy(model, &mut session, ids, steps, None)?;
     let vocab = model.cfg.vocab_size;
     Ok(EvalResult {
         ids: ids.to_vec(),
-        positions: prompt.chunks_exact(vocab).map(|l| TopLogits::from_logits(l, k)).collect(),
+        positions: prompt
+            .chunks_exact(vocab)
+            .map(|l| TopLogits::from_logits(l, k))
+            .collect(),
         greedy: greedy
             .into_iter()
-            .map(|(token, l)| GreedyStep { token, next: TopLogits::from_logits(&l, k) })
+            .map(|(token, l)| GreedyStep {
+                token,
+                next: TopLogits::from_logits(&l, k),
+            })
             .collect(),
     })
 }

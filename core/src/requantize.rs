@@ -17,7 +17,10 @@ pub enum RequantizeError {
     #[error(transparent)]
     Quant(#[from] QuantError),
     #[error("reading tensor '{name}': {source}")]
-    Read { name: String, source: std::io::Error },
+    Read {
+        name: String,
+        source: std::io::Error,
+    },
     #[error("quantizing to {0} is not supported (choose f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_K, q3_K, q4_K, q5_K, q6_K)")]
     UnsupportedTarget(GgmlType),
 }
@@ -76,7 +79,11 @@ pub fn requantize(
             target
         } else {
             // K-quants need rows of 256: fall back to a 32-block format, like llama.cpp.
-            let fb = if t.dims[0] % 32 == 0 { GgmlType::Q8_0 } else { GgmlType::F16 };
+            let fb = if t.dims[0] % 32 == 0 {
+                GgmlType::Q8_0
+            } else {
+                GgmlType::F16
+            };
             report.fallbacks.push((t.name.clone(), fb));
             fb
         };
@@ -96,7 +103,8 @@ pub fn requantize(
         let mut q = vec![0u8; plan[i].row_size(row).unwrap_or(0)];
         for r in 0..rows {
             src.read_at(t.offset + (r * src_row) as u64, &mut raw)?;
-            let step = quant::dequantize_row(t.ty, &raw, &mut f).and_then(|_| quant::quantize_row(plan[i], &f, &mut q));
+            let step = quant::dequantize_row(t.ty, &raw, &mut f)
+                .and_then(|_| quant::quantize_row(plan[i], &f, &mut q));
             if let Err(e) = step {
                 failure = Some(e);
                 return Err(std::io::Error::other("quantization failed"));

@@ -2,27 +2,42 @@
 
 mod common;
 
-use chord_core::gguf::{ByteSource, FileSource, Gguf, GgufError, GgufWriter, Metadata, Value, ValueType};
+use chord_core::gguf::{
+    ByteSource, FileSource, Gguf, GgufError, GgufWriter, Metadata, Value, ValueType,
+};
 use chord_core::quant::GgmlType;
 
 #[test]
 fn reads_smollm2() {
-    let g = Gguf::read(&FileSource::open(common::model("smollm2-135m-instruct-q4_1.gguf")).unwrap()).unwrap();
+    let g =
+        Gguf::read(&FileSource::open(common::model("smollm2-135m-instruct-q4_1.gguf")).unwrap())
+            .unwrap();
     assert_eq!(g.architecture().unwrap(), "llama");
     assert_eq!(g.metadata.get_u32("llama.embedding_length").unwrap(), 576);
-    assert_eq!(g.metadata.get_array("tokenizer.ggml.tokens").unwrap().len(), 49152);
+    assert_eq!(
+        g.metadata.get_array("tokenizer.ggml.tokens").unwrap().len(),
+        49152
+    );
     let t = g.tensor("token_embd.weight").unwrap();
     assert_eq!(t.dims, vec![576, 49152]);
     assert_eq!(t.offset % g.alignment, 0);
-    println!("smollm2: {} tensors, {} keys", g.tensors.len(), g.metadata.len());
+    println!(
+        "smollm2: {} tensors, {} keys",
+        g.tensors.len(),
+        g.metadata.len()
+    );
 }
 
 #[test]
 fn reads_gemma3() {
-    let g = Gguf::read(&FileSource::open(common::model("gemma-3-270m-q4_k_m.gguf")).unwrap()).unwrap();
+    let g =
+        Gguf::read(&FileSource::open(common::model("gemma-3-270m-q4_k_m.gguf")).unwrap()).unwrap();
     assert_eq!(g.architecture().unwrap(), "gemma3");
     let types: std::collections::HashSet<_> = g.tensors.iter().map(|t| t.ty).collect();
-    assert!(types.contains(&GgmlType::Q4K) || types.contains(&GgmlType::Q6K), "{types:?}");
+    assert!(
+        types.contains(&GgmlType::Q4K) || types.contains(&GgmlType::Q6K),
+        "{types:?}"
+    );
 }
 
 #[test]
@@ -30,13 +45,18 @@ fn header_only_file_needs_read_header() {
     let src = FileSource::open(common::model("qwen2-7b-header.gguf")).unwrap();
     // The package holds only the first 99.6 MB: the full read must refuse, naming a tensor.
     match Gguf::read(&src) {
-        Err(GgufError::BadTensor { reason, .. }) => assert!(reason.contains("beyond the end"), "{reason}"),
+        Err(GgufError::BadTensor { reason, .. }) => {
+            assert!(reason.contains("beyond the end"), "{reason}")
+        }
         other => panic!("expected a missing-data error, got {other:?}"),
     }
     let g = Gguf::read_header(&src).unwrap();
     assert_eq!(g.architecture().unwrap(), "qwen2");
     assert_eq!(g.metadata.get_u32("qwen2.block_count").unwrap(), 28);
-    assert_eq!(g.metadata.get_array("tokenizer.ggml.tokens").unwrap().len(), 152064);
+    assert_eq!(
+        g.metadata.get_array("tokenizer.ggml.tokens").unwrap().len(),
+        152064
+    );
 }
 
 /// A small but complete file exercising every value type, nested arrays and several tensors.
@@ -60,7 +80,10 @@ fn sample_file() -> Vec<u8> {
         Value::Array(
             ValueType::Array,
             vec![
-                Value::Array(ValueType::String, vec![Value::String("x".into()), Value::String("ÿz".into())]),
+                Value::Array(
+                    ValueType::String,
+                    vec![Value::String("x".into()), Value::String("ÿz".into())],
+                ),
                 Value::Array(ValueType::I32, vec![]),
             ],
         ),
@@ -88,8 +111,14 @@ fn writer_round_trip() {
     assert_eq!(g.metadata.get_f32("a.f64").unwrap(), -2.25);
     let nested = g.metadata.get_array("a.nested").unwrap();
     assert_eq!(nested[0].as_array().unwrap()[1].as_str(), Some("ÿz"));
-    assert!(matches!(g.metadata.get_u32("a.i32"), Err(GgufError::WrongType { .. })));
-    assert!(matches!(g.metadata.get_str("nope"), Err(GgufError::MissingKey(_))));
+    assert!(matches!(
+        g.metadata.get_u32("a.i32"),
+        Err(GgufError::WrongType { .. })
+    ));
+    assert!(matches!(
+        g.metadata.get_str("nope"),
+        Err(GgufError::MissingKey(_))
+    ));
     let t = g.tensor("t.q8").unwrap();
     assert_eq!(t.offset % 64, 0);
     let mut data = vec![0u8; t.size_bytes as usize];
@@ -111,7 +140,12 @@ fn truncated_anywhere_is_an_error() {
     let bytes = sample_file();
     // Trailing alignment padding after the last tensor is optional: cut before its data ends.
     let g = Gguf::read(bytes.as_slice()).unwrap();
-    let data_end = g.tensors.iter().map(|t| t.offset + t.size_bytes).max().unwrap() as usize;
+    let data_end = g
+        .tensors
+        .iter()
+        .map(|t| t.offset + t.size_bytes)
+        .max()
+        .unwrap() as usize;
     for cut in 0..data_end {
         must_fail(&bytes[..cut], &format!("truncated at {cut}"));
     }
@@ -131,12 +165,21 @@ fn lying_fields_are_errors() {
     assert!(matches!(e, GgufError::BadMagic(_)));
     let e = must_fail(&patched(&bytes, 4, &1u32.to_le_bytes()), "version 1");
     assert!(matches!(e, GgufError::UnsupportedVersion(1)));
-    must_fail(&patched(&bytes, 4, &0x0300_0000u32.to_le_bytes()), "big endian");
+    must_fail(
+        &patched(&bytes, 4, &0x0300_0000u32.to_le_bytes()),
+        "big endian",
+    );
     must_fail(&patched(&bytes, 8, &u64::MAX.to_le_bytes()), "tensor count");
-    must_fail(&patched(&bytes, 16, &(1u64 << 60).to_le_bytes()), "kv count");
+    must_fail(
+        &patched(&bytes, 16, &(1u64 << 60).to_le_bytes()),
+        "kv count",
+    );
     // The first key's length.
     must_fail(&patched(&bytes, 24, &u64::MAX.to_le_bytes()), "key length");
-    must_fail(&patched(&bytes, 24, &1_000_000u64.to_le_bytes()), "key length");
+    must_fail(
+        &patched(&bytes, 24, &1_000_000u64.to_le_bytes()),
+        "key length",
+    );
 
     // Every 8-byte window of the header, set to huge values, must give an error or a
     // valid parse, never a panic or a huge allocation.
@@ -148,7 +191,10 @@ fn lying_fields_are_errors() {
             assert!(r.is_ok(), "panic with {v:#x} at {at}");
         }
         let b = patched(&bytes, at, &[0xFF]);
-        assert!(std::panic::catch_unwind(|| Gguf::read(b.as_slice())).is_ok(), "panic with 0xFF at {at}");
+        assert!(
+            std::panic::catch_unwind(|| Gguf::read(b.as_slice())).is_ok(),
+            "panic with 0xFF at {at}"
+        );
     }
 }
 
@@ -189,7 +235,10 @@ fn bad_tensor_infos_are_errors() {
     for (bytes, what) in cases {
         let e = must_fail(&bytes, what);
         let msg = e.to_string();
-        assert!(msg.contains('t'), "{what}: error does not name the tensor: {msg}");
+        assert!(
+            msg.contains('t'),
+            "{what}: error does not name the tensor: {msg}"
+        );
         println!("{what}: {msg}");
     }
 }

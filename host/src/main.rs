@@ -41,7 +41,8 @@ pub fn default_model() -> PathBuf {
     let cache = std::env::var_os("WASM_CHORD_MODELS")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/wasm-chord/models")
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/wasm-chord/models")
         });
     cache.join("smollm2-135m-instruct-q4_1.gguf")
 }

@@ -304,7 +304,8 @@ impl Loader<'_> {
 
     fn matrix(&self, name: &str, cols: usize, rows: usize) -> Result<WeightMatrix, ModelError> {
         let t = self.info(name, &[cols, rows])?;
-        if matches!(t.ty, GgmlType::Q8_1 | GgmlType::Q8K) || !cols.is_multiple_of(t.ty.block_size()) {
+        if matches!(t.ty, GgmlType::Q8_1 | GgmlType::Q8K) || !cols.is_multiple_of(t.ty.block_size())
+        {
             return Err(ModelError::BadType {
                 name: name.into(),
                 ty: t.ty,

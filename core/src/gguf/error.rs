@@ -5,7 +5,9 @@ use crate::gguf::ValueType;
 pub enum GgufError {
     #[error("not a GGUF file (magic {0:02x?})")]
     BadMagic([u8; 4]),
-    #[error("GGUF version {0} is not supported (only 2 and 3; big-endian files are not supported)")]
+    #[error(
+        "GGUF version {0} is not supported (only 2 and 3; big-endian files are not supported)"
+    )]
     UnsupportedVersion(u32),
     #[error("file truncated: {what} at offset {offset} needs {needed} bytes, the file has {len}")]
     Truncated {

@@ -155,10 +155,13 @@ impl<'a, S: ByteSource + ?Sized> Cursor<'a, S> {
                 let count = self.u64(what)?;
                 // Each element takes at least min_size bytes: a count the file cannot hold
                 // is rejected before the vector is allocated.
-                let min = count.checked_mul(elem.min_size()).ok_or_else(|| GgufError::BadValue {
-                    key: what(),
-                    reason: format!("array count {count} overflows"),
-                })?;
+                let min =
+                    count
+                        .checked_mul(elem.min_size())
+                        .ok_or_else(|| GgufError::BadValue {
+                            key: what(),
+                            reason: format!("array count {count} overflows"),
+                        })?;
                 self.need(min, &|| format!("{} ({count} array elements)", what()))?;
                 let mut items = Vec::with_capacity(count as usize);
                 for _ in 0..count {
@@ -188,7 +191,9 @@ pub(super) fn parse<S: ByteSource + ?Sized>(src: &S, check: DataCheck) -> Result
         .checked_mul(13)
         .and_then(|a| n_tensors.checked_mul(32).and_then(|b| a.checked_add(b)))
         .ok_or_else(|| GgufError::Limit(format!("{n_kv} keys and {n_tensors} tensors overflow")))?;
-    c.need(min, &|| format!("{n_kv} metadata entries and {n_tensors} tensor infos"))?;
+    c.need(min, &|| {
+        format!("{n_kv} metadata entries and {n_tensors} tensor infos")
+    })?;
 
     let mut metadata = Metadata::default();
     for index in 0..n_kv {

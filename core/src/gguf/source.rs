@@ -74,7 +74,10 @@ impl ByteSource for FileSource {
         if end > self.len {
             return Err(eof());
         }
-        let mut file = self.file.lock().map_err(|_| io::Error::other("file lock poisoned"))?;
+        let mut file = self
+            .file
+            .lock()
+            .map_err(|_| io::Error::other("file lock poisoned"))?;
         file.seek(SeekFrom::Start(offset))?;
         file.read_exact(buf)
     }

@@ -69,17 +69,21 @@ impl GgufWriter {
         let mut w = Counting { inner: out, n: 0 };
         w.write_all(b"GGUF").map_err(io)?;
         w.write_all(&3u32.to_le_bytes()).map_err(io)?;
-        w.write_all(&(self.tensors.len() as u64).to_le_bytes()).map_err(io)?;
-        w.write_all(&(self.metadata.len() as u64).to_le_bytes()).map_err(io)?;
+        w.write_all(&(self.tensors.len() as u64).to_le_bytes())
+            .map_err(io)?;
+        w.write_all(&(self.metadata.len() as u64).to_le_bytes())
+            .map_err(io)?;
         for (key, value) in self.metadata.iter() {
             write_str(&mut w, key).map_err(io)?;
-            w.write_all(&value.value_type().id().to_le_bytes()).map_err(io)?;
+            w.write_all(&value.value_type().id().to_le_bytes())
+                .map_err(io)?;
             write_value(&mut w, value).map_err(io)?;
         }
         let mut offset = 0u64;
         for t in &self.tensors {
             write_str(&mut w, &t.name).map_err(io)?;
-            w.write_all(&(t.dims.len() as u32).to_le_bytes()).map_err(io)?;
+            w.write_all(&(t.dims.len() as u32).to_le_bytes())
+                .map_err(io)?;
             for d in &t.dims {
                 w.write_all(&d.to_le_bytes()).map_err(io)?;
             }

@@ -69,7 +69,8 @@ impl DecoderConfig {
         let arch = Architecture::from_name(arch_name)
             .ok_or_else(|| ModelError::UnsupportedArchitecture(arch_name.to_string()))?;
         let key = |k: &str| format!("{arch_name}.{k}");
-        let usize_key = |k: &str| -> Result<usize, ModelError> { Ok(md.get_u32(&key(k))? as usize) };
+        let usize_key =
+            |k: &str| -> Result<usize, ModelError> { Ok(md.get_u32(&key(k))? as usize) };
 
         let n_embd = usize_key("embedding_length")?;
         let n_head = usize_key("attention.head_count")?;
@@ -102,7 +103,9 @@ impl DecoderConfig {
             n_rot,
             rope_freq_base: md.get_f32_opt(&key("rope.freq_base"))?.unwrap_or(10_000.0),
             rope_freq_scale,
-            rms_eps: md.get_f32_opt(&key("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-5),
+            rms_eps: md
+                .get_f32_opt(&key("attention.layer_norm_rms_epsilon"))?
+                .unwrap_or(1e-5),
             n_ctx_train: usize_key("context_length")?,
             vocab_size,
         };
@@ -117,7 +120,10 @@ impl DecoderConfig {
             return bad(format!("block_count {} out of range", self.n_layer));
         }
         if self.n_embd == 0 || self.n_embd > 1 << 16 || self.n_ff == 0 || self.n_ff > 1 << 18 {
-            return bad(format!("embedding_length {} / feed_forward_length {}", self.n_embd, self.n_ff));
+            return bad(format!(
+                "embedding_length {} / feed_forward_length {}",
+                self.n_embd, self.n_ff
+            ));
         }
         if self.n_head == 0 || self.n_head_kv == 0 || !self.n_head.is_multiple_of(self.n_head_kv) {
             return bad(format!(
@@ -132,7 +138,10 @@ impl DecoderConfig {
             ));
         }
         if self.n_rot == 0 || self.n_rot > self.head_dim || !self.n_rot.is_multiple_of(2) {
-            return bad(format!("rope.dimension_count {} for head dimension {}", self.n_rot, self.head_dim));
+            return bad(format!(
+                "rope.dimension_count {} for head dimension {}",
+                self.n_rot, self.head_dim
+            ));
         }
         if !(self.rope_freq_base.is_finite() && self.rope_freq_base > 0.0) {
             return bad(format!("rope.freq_base {}", self.rope_freq_base));

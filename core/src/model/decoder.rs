@@ -98,7 +98,10 @@ impl TensorLoader<'_> {
     fn matrix(&self, name: &str, cols: usize, rows: usize) -> Result<WeightMatrix, ModelError> {
         let t = self.info(name, &[cols as u64, rows as u64])?;
         if matches!(t.ty, GgmlType::Q8_1 | GgmlType::Q8K) {
-            return Err(ModelError::BadType { name: name.into(), ty: t.ty });
+            return Err(ModelError::BadType {
+                name: name.into(),
+                ty: t.ty,
+            });
         }
         Ok(WeightMatrix {
             name: name.into(),
@@ -113,7 +116,9 @@ impl TensorLoader<'_> {
     fn vector(&self, name: &str, n: usize) -> Result<Vec<f32>, ModelError> {
         let t = self.info(name, &[n as u64])?;
         let mut scratch = Vec::new();
-        let bytes = self.mem.bytes(t.offset, t.size_bytes as usize, &mut scratch);
+        let bytes = self
+            .mem
+            .bytes(t.offset, t.size_bytes as usize, &mut scratch);
         let mut out = vec![0.0; n];
         quant::dequantize_row(t.ty, bytes, &mut out)?;
         Ok(out)
@@ -132,7 +137,10 @@ impl DecoderModel {
     /// (tensor offsets in `weights` are the file offsets).
     pub fn load(g: &Gguf, weights: Box<dyn WeightMemory>) -> Result<Self, ModelError> {
         let cfg = DecoderConfig::from_gguf(g)?;
-        let ld = TensorLoader { g, mem: weights.as_ref() };
+        let ld = TensorLoader {
+            g,
+            mem: weights.as_ref(),
+        };
         let (d, kv, ff) = (cfg.n_embd, cfg.kv_dim(), cfg.n_ff);
         let token_embd = ld.matrix("token_embd.weight", d, cfg.vocab_size)?;
         let output = match g.tensor("output.weight") {
@@ -158,7 +166,12 @@ impl DecoderModel {
             });
         }
         let output_norm = ld.vector("output_norm.weight", d)?;
-        let rope = Rope::new(cfg.arch.rope_style(), cfg.n_rot, cfg.rope_freq_base, cfg.rope_freq_scale);
+        let rope = Rope::new(
+            cfg.arch.rope_style(),
+            cfg.n_rot,
+            cfg.rope_freq_base,
+            cfg.rope_freq_scale,
+        );
         Ok(Self {
             cfg,
             weights,
@@ -183,16 +196,27 @@ impl DecoderModel {
     /// Runs `tokens` through the model after what `s` already holds, in chunks of
     /// [`PREFILL_CHUNK`]. Returns `vocab_size` logits per returned position: one
     /// (after the last token) or one per token.
-    pub fn forward(&self, s: &mut Session, tokens: &[u32], which: Logits) -> Result<Vec<f32>, ModelError> {
+    pub fn forward(
+        &self,
+        s: &mut Session,
+        tokens: &[u32],
+        which: Logits,
+    ) -> Result<Vec<f32>, ModelError> {
         if tokens.is_empty() {
             return Err(ModelError::EmptyInput);
         }
         let needed = s.pos() + tokens.len();
         if needed > s.n_ctx() {
-            return Err(ModelError::ContextOverflow { needed, n_ctx: s.n_ctx() });
+            return Err(ModelError::ContextOverflow {
+                needed,
+                n_ctx: s.n_ctx(),
+            });
         }
         if let Some(&token) = tokens.iter().find(|&&t| t as usize >= self.cfg.vocab_size) {
-            return Err(ModelError::InvalidToken { token, vocab: self.cfg.vocab_size });
+            return Err(ModelError::InvalidToken {
+                token,
+                vocab: self.cfg.vocab_size,
+            });
         }
         let mut logits = Vec::new();
         let n_chunks = tokens.len().div_ceil(PREFILL_CHUNK);
@@ -211,7 +235,13 @@ impl DecoderModel {
     /// The final hidden states (before the output norm) of `tokens`, appended to `s`.
     fn forward_chunk(&self, s: &mut Session, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
         let cfg = &self.cfg;
-        let (n, d, kv, ff, hd) = (tokens.len(), cfg.n_embd, cfg.kv_dim(), cfg.n_ff, cfg.head_dim);
+        let (n, d, kv, ff, hd) = (
+            tokens.len(),
+            cfg.n_embd,
+            cfg.kv_dim(),
+            cfg.n_ff,
+            cfg.head_dim,
+        );
         let pos0 = s.pos();
         let mem = self.weights.as_ref();
 
@@ -221,7 +251,11 @@ impl DecoderModel {
         }
 
         let mut xn = vec![0.0f32; n * d];
-        let (mut q, mut k, mut v) = (vec![0.0f32; n * d], vec![0.0f32; n * kv], vec![0.0f32; n * kv]);
+        let (mut q, mut k, mut v) = (
+            vec![0.0f32; n * d],
+            vec![0.0f32; n * kv],
+            vec![0.0f32; n * kv],
+        );
         let mut attn = vec![0.0f32; n * d];
         let mut proj = vec![0.0f32; n * d];
         let (mut gate, mut up) = (vec![0.0f32; n * ff], vec![0.0f32; n * ff]);
@@ -234,9 +268,11 @@ impl DecoderModel {
             ops::matmul(mem, &l.wq, &xn, n, &mut q, &mut s.scratch)?;
             ops::matmul(mem, &l.wk, &xn, n, &mut k, &mut s.scratch)?;
             ops::matmul(mem, &l.wv, &xn, n, &mut v, &mut s.scratch)?;
-            for (buf, bias, width) in [(&mut q, &l.bq, d), (&mut k, &l.bk, kv), (&mut v, &l.bv, kv)] {
+            for (buf, bias, width) in [(&mut q, &l.bq, d), (&mut k, &l.bk, kv), (&mut v, &l.bv, kv)]
+            {
                 if let Some(b) = bias {
-                    buf.chunks_exact_mut(width).for_each(|r| ops::add_assign(r, b));
+                    buf.chunks_exact_mut(width)
+                        .for_each(|r| ops::add_assign(r, b));
                 }
             }
             for t in 0..n {
@@ -277,15 +313,32 @@ impl DecoderModel {
     }
 
     /// Output norm and vocabulary projection for the hidden rows `rows`.
-    fn logits(&self, s: &mut Session, hidden: &[f32], rows: std::ops::Range<usize>) -> Result<Vec<f32>, ModelError> {
+    fn logits(
+        &self,
+        s: &mut Session,
+        hidden: &[f32],
+        rows: std::ops::Range<usize>,
+    ) -> Result<Vec<f32>, ModelError> {
         let d = self.cfg.n_embd;
         let n = rows.len();
         let mut xn = vec![0.0f32; n * d];
         for (r, out) in rows.zip(xn.chunks_exact_mut(d)) {
-            ops::rms_norm(&hidden[r * d..(r + 1) * d], &self.output_norm, self.cfg.rms_eps, out);
+            ops::rms_norm(
+                &hidden[r * d..(r + 1) * d],
+                &self.output_norm,
+                self.cfg.rms_eps,
+                out,
+            );
         }
         let mut logits = vec![0.0f32; n * self.cfg.vocab_size];
-        ops::matmul(self.weights.as_ref(), &self.output, &xn, n, &mut logits, &mut s.scratch)?;
+        ops::matmul(
+            self.weights.as_ref(),
+            &self.output,
+            &xn,
+            n,
+            &mut logits,
+            &mut s.scratch,
+        )?;
         Ok(logits)
     }
 

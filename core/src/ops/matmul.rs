@@ -48,7 +48,10 @@ pub fn matmul(
     let act_ty = quant::vec_dot_type(w.ty);
     let act_row = quant::row_bytes(act_ty, w.cols)?;
     scratch.acts.resize(act_row * n_tokens, 0);
-    for (xt, at) in x.chunks_exact(w.cols).zip(scratch.acts.chunks_exact_mut(act_row)) {
+    for (xt, at) in x
+        .chunks_exact(w.cols)
+        .zip(scratch.acts.chunks_exact_mut(act_row))
+    {
         quant::quantize_activations(act_ty, xt, at)?;
     }
 
@@ -57,7 +60,11 @@ pub fn matmul(
     let mut r0 = 0;
     while r0 < w.rows {
         let n = rows_per_chunk.min(w.rows - r0);
-        let chunk = mem.bytes(w.offset + (r0 * row_bytes) as u64, n * row_bytes, &mut scratch.weights);
+        let chunk = mem.bytes(
+            w.offset + (r0 * row_bytes) as u64,
+            n * row_bytes,
+            &mut scratch.weights,
+        );
         for (i, wrow) in chunk.chunks_exact(row_bytes).enumerate() {
             for (t, at) in scratch.acts.chunks_exact(act_row).enumerate() {
                 out[t * w.rows + r0 + i] = quant::vec_dot(w.ty, wrow, at, w.cols)?;

@@ -2,37 +2,43 @@
 
 use crate::model::RopeStyle;
 
-/// Precomputed inverse frequencies for one model.
+/// RoPE parameters of one model.
 pub struct Rope {
     style: RopeStyle,
     /// Rotated dimensions per head.
     n_rot: usize,
-    /// `freq_scale * base^(-2i/n_rot)` for each pair i (ggml builds it as a running product).
-    inv_freq: Vec<f32>,
+    /// `base^(-2/n_rot)`: the ratio between consecutive pairs' frequencies.
+    theta_scale: f32,
+    freq_scale: f32,
 }
 
 impl Rope {
     pub fn new(style: RopeStyle, n_rot: usize, freq_base: f32, freq_scale: f32) -> Self {
-        let theta_scale = freq_base.powf(-2.0 / n_rot as f32);
-        let mut inv_freq = Vec::with_capacity(n_rot / 2);
-        let mut theta = 1.0f32;
-        for _ in 0..n_rot / 2 {
-            inv_freq.push(theta * freq_scale);
-            theta *= theta_scale;
-        }
         Self {
             style,
             n_rot,
-            inv_freq,
+            theta_scale: freq_base.powf(-2.0 / n_rot as f32),
+            freq_scale,
         }
+    }
+
+    /// The (sin, cos) of every pair's angle at `pos`. ggml builds the angles as a running
+    /// product starting from the position (`theta = pos; theta *= theta_scale`), and
+    /// rounding that exact sequence is what keeps our logits bit-equal to llama.cpp's.
+    fn angles(&self, pos: usize) -> impl Iterator<Item = (f32, f32)> + '_ {
+        let mut theta = pos as f32;
+        (0..self.n_rot / 2).map(move |_| {
+            let angle = self.freq_scale * theta;
+            theta *= self.theta_scale;
+            angle.sin_cos()
+        })
     }
 
     /// Rotates every head of `x` (`n_heads * head_dim` values) for position `pos`.
     pub fn apply(&self, x: &mut [f32], head_dim: usize, pos: usize) {
-        let p = pos as f32;
+        let sc: Vec<(f32, f32)> = self.angles(pos).collect();
         for head in x.chunks_exact_mut(head_dim) {
-            for (i, &f) in self.inv_freq.iter().enumerate() {
-                let (sin, cos) = (p * f).sin_cos();
+            for (i, &(sin, cos)) in sc.iter().enumerate() {
                 let (a, b) = match self.style {
                     RopeStyle::Normal => (2 * i, 2 * i + 1),
                     RopeStyle::Neox => (i, i + self.n_rot / 2),

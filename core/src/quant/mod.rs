@@ -36,6 +36,8 @@ mod q6_k;
 mod q8_0;
 mod q8_1;
 mod q8_k;
+pub mod simd128;
+mod x86_order;
 
 pub use float::{bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16};
 pub use ggml_type::{GgmlType, QK_K};
@@ -217,25 +219,18 @@ pub fn vec_dot(ty: GgmlType, w: &[u8], act: &[u8], n: usize) -> Result<f32, Quan
 }
 
 /// Dispatch to the kernels once lengths are known to be right (`nb` blocks of `ty` in
-/// `w`, the matching activation blocks in `act`).
+/// `w`, the matching activation blocks in `act`): the wasm SIMD128 (or relaxed-SIMD)
+/// kernels when built with `+simd128` for wasm32, the scalar reference ones otherwise
+/// (see [`simd128`]).
 #[inline]
 fn vec_dot_unchecked_len(ty: GgmlType, w: &[u8], act: &[u8], nb: usize) -> f32 {
-    match ty {
-        GgmlType::F32 => float::vec_dot_f32(w, act, nb),
-        GgmlType::F16 => float::vec_dot_f16(w, act, nb),
-        GgmlType::BF16 => float::vec_dot_bf16(w, act, nb),
-        GgmlType::Q4_0 => q4_0::vec_dot_scalar(w, act, nb),
-        GgmlType::Q4_1 => q4_1::vec_dot_scalar(w, act, nb),
-        GgmlType::Q5_0 => q5_0::vec_dot_scalar(w, act, nb),
-        GgmlType::Q5_1 => q5_1::vec_dot_scalar(w, act, nb),
-        GgmlType::Q8_0 => q8_0::vec_dot_scalar(w, act, nb),
-        GgmlType::Q8_1 => q8_1::vec_dot_scalar(w, act, nb),
-        GgmlType::Q2K => q2_k::vec_dot_scalar(w, act, nb),
-        GgmlType::Q3K => q3_k::vec_dot_scalar(w, act, nb),
-        GgmlType::Q4K => q4_k::vec_dot_scalar(w, act, nb),
-        GgmlType::Q5K => q5_k::vec_dot_scalar(w, act, nb),
-        GgmlType::Q6K => q6_k::vec_dot_scalar(w, act, nb),
-        GgmlType::Q8K => q8_k::vec_dot_scalar(w, act, nb),
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        simd128::simd(ty, w, act, nb)
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    {
+        simd128::scalar(ty, w, act, nb)
     }
 }
 

@@ -6,6 +6,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::k_quant_helpers::trunc_to_i8;
+use super::x86_order::{nibbles, with_fma, Lanes8};
 use super::{q8_0, rd_f16, wr_f16};
 
 pub(crate) const QK: usize = 32;
@@ -49,25 +50,20 @@ pub(crate) fn dequantize(src: &[u8], dst: &mut [f32]) {
 
 /// Q4_0 · Q8_0 over `nb` blocks (`ggml_vec_dot_q4_0_q8_0_generic`).
 pub(crate) fn vec_dot_scalar(w: &[u8], a: &[u8], nb: usize) -> f32 {
-    let mut sumf = 0f32;
-    for (x, y) in w
-        .chunks_exact(BLOCK_BYTES)
-        .zip(a.chunks_exact(q8_0::BLOCK_BYTES))
-        .take(nb)
-    {
-        let qx = &x[2..2 + QK / 2];
-        let qy = &y[2..2 + QK];
-        // sum((q - 8) * y) = sum(q * y) - 8 * sum(y): keeps the loop a plain
-        // multiply-accumulate of unsigned nibbles with signed bytes.
-        let (mut s0, mut s1, mut sy) = (0i32, 0i32, 0i32);
-        for j in 0..QK / 2 {
-            let (y0, y1) = (qy[j] as i8 as i32, qy[j + QK / 2] as i8 as i32);
-            s0 += (qx[j] & 0x0F) as i32 * y0;
-            s1 += (qx[j] >> 4) as i32 * y1;
-            sy += y0 + y1;
-        }
-        let sumi = s0 + s1 - 8 * sy;
-        sumf += sumi as f32 * rd_f16(x, 0) * rd_f16(y, 0);
-    }
-    sumf
+    with_fma(
+        #[inline(always)]
+        || {
+            // ggml's AVX2 order (see x86_order.rs): codes (q - 8), per-block d = dx * dy.
+            let mut acc = Lanes8::new();
+            for (x, y) in w
+                .chunks_exact(BLOCK_BYTES)
+                .zip(a.chunks_exact(q8_0::BLOCK_BYTES))
+                .take(nb)
+            {
+                let qx = nibbles(&x[2..2 + QK / 2], 8);
+                acc.fma_block(rd_f16(x, 0) * rd_f16(y, 0), &qx, &y[2..2 + QK]);
+            }
+            acc.hsum()
+        },
+    )
 }

@@ -6,6 +6,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::k_quant_helpers::trunc_to_i8;
+use super::x86_order::{nibbles, with_fma, Lanes8};
 use super::{q8_1, rd_f16, wr_f16};
 
 pub(crate) const QK: usize = 32;
@@ -53,21 +54,23 @@ pub(crate) fn dequantize(src: &[u8], dst: &mut [f32]) {
 
 /// Q4_1 · Q8_1 over `nb` blocks (`ggml_vec_dot_q4_1_q8_1_generic`).
 pub(crate) fn vec_dot_scalar(w: &[u8], a: &[u8], nb: usize) -> f32 {
-    let mut sumf = 0f32;
-    for (x, y) in w
-        .chunks_exact(BLOCK_BYTES)
-        .zip(a.chunks_exact(q8_1::BLOCK_BYTES))
-        .take(nb)
-    {
-        let qx = &x[4..4 + QK / 2];
-        let qy = &y[4..4 + QK];
-        let mut sumi = 0i32;
-        for j in 0..QK / 2 {
-            let v0 = (qx[j] & 0x0F) as i32;
-            let v1 = (qx[j] >> 4) as i32;
-            sumi += v0 * qy[j] as i8 as i32 + v1 * qy[j + QK / 2] as i8 as i32;
-        }
-        sumf += (rd_f16(x, 0) * rd_f16(y, 0)) * sumi as f32 + rd_f16(x, 2) * rd_f16(y, 2);
-    }
-    sumf
+    with_fma(
+        #[inline(always)]
+        || {
+            // ggml's AVX2 order (see x86_order.rs); the minimums' term `m * s` is summed
+            // separately in block order and added at the end, as there.
+            let mut acc = Lanes8::new();
+            let mut summs = 0f32;
+            for (x, y) in w
+                .chunks_exact(BLOCK_BYTES)
+                .zip(a.chunks_exact(q8_1::BLOCK_BYTES))
+                .take(nb)
+            {
+                summs += rd_f16(x, 2) * rd_f16(y, 2);
+                let qx = nibbles(&x[4..4 + QK / 2], 0);
+                acc.fma_block(rd_f16(x, 0) * rd_f16(y, 0), &qx, &y[4..4 + QK]);
+            }
+            acc.hsum() + summs
+        },
+    )
 }

@@ -7,6 +7,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::k_quant_helpers::trunc_to_i8;
+use super::x86_order::{nibbles, with_fma, Lanes8};
 use super::{q8_0, rd_f16, wr_f16};
 
 pub(crate) const QK: usize = 32;
@@ -72,25 +73,24 @@ pub(crate) fn dequantize(src: &[u8], dst: &mut [f32]) {
 
 /// Q5_0 · Q8_0 over `nb` blocks (`ggml_vec_dot_q5_0_q8_0_generic`).
 pub(crate) fn vec_dot_scalar(w: &[u8], a: &[u8], nb: usize) -> f32 {
-    let mut sumf = 0f32;
-    for (x, y) in w
-        .chunks_exact(BLOCK_BYTES)
-        .zip(a.chunks_exact(q8_0::BLOCK_BYTES))
-        .take(nb)
-    {
-        let hb = spread_bits([x[2], x[3], x[4], x[5]]);
-        let qx = &x[6..6 + QK / 2];
-        let qy = &y[2..2 + QK];
-        // sum((q - 16) * y) = sum(q * y) - 16 * sum(y).
-        let (mut s0, mut s1, mut sy) = (0i32, 0i32, 0i32);
-        for j in 0..QK / 2 {
-            let (y0, y1) = (qy[j] as i8 as i32, qy[j + QK / 2] as i8 as i32);
-            s0 += ((qx[j] & 0x0F) | (hb[j] << 4)) as i32 * y0;
-            s1 += ((qx[j] >> 4) | (hb[j + QK / 2] << 4)) as i32 * y1;
-            sy += y0 + y1;
-        }
-        let sumi = s0 + s1 - 16 * sy;
-        sumf += (rd_f16(x, 0) * rd_f16(y, 0)) * sumi as f32;
-    }
-    sumf
+    with_fma(
+        #[inline(always)]
+        || {
+            // ggml's AVX2 order (see x86_order.rs): codes (q - 16).
+            let mut acc = Lanes8::new();
+            for (x, y) in w
+                .chunks_exact(BLOCK_BYTES)
+                .zip(a.chunks_exact(q8_0::BLOCK_BYTES))
+                .take(nb)
+            {
+                let hb = spread_bits([x[2], x[3], x[4], x[5]]);
+                let mut qx = nibbles(&x[6..6 + QK / 2], 0);
+                for (q, h) in qx.iter_mut().zip(hb) {
+                    *q = (*q | (h << 4) as i8) - 16;
+                }
+                acc.fma_block(rd_f16(x, 0) * rd_f16(y, 0), &qx, &y[2..2 + QK]);
+            }
+            acc.hsum()
+        },
+    )
 }

@@ -4,6 +4,7 @@
 // Kernels index several block fields with one counter; iterator chains would hide that.
 #![allow(clippy::needless_range_loop)]
 
+use super::x86_order::{with_fma, Lanes8};
 use super::{rd_f16, wr_f16};
 
 pub(crate) const QK: usize = 32;
@@ -89,14 +90,20 @@ pub(crate) fn dequantize(src: &[u8], dst: &mut [f32]) {
 
 /// Q8_0 · Q8_0 over `nb` blocks (`ggml_vec_dot_q8_0_q8_0_generic`).
 pub(crate) fn vec_dot_scalar(w: &[u8], a: &[u8], nb: usize) -> f32 {
-    let mut sumf = 0f32;
-    for (x, y) in w
-        .chunks_exact(BLOCK_BYTES)
-        .zip(a.chunks_exact(BLOCK_BYTES))
-        .take(nb)
-    {
-        let sumi = dot_i8_32(&x[2..34], &y[2..34]);
-        sumf += sumi as f32 * (rd_f16(x, 0) * rd_f16(y, 0));
-    }
-    sumf
+    with_fma(
+        #[inline(always)]
+        || {
+            // ggml's AVX2 order (see x86_order.rs).
+            let mut acc = Lanes8::new();
+            for (x, y) in w
+                .chunks_exact(BLOCK_BYTES)
+                .zip(a.chunks_exact(BLOCK_BYTES))
+                .take(nb)
+            {
+                let qx: &[u8; 32] = x[2..34].try_into().expect("32 codes");
+                acc.fma_block(rd_f16(x, 0) * rd_f16(y, 0), &qx.map(|b| b as i8), &y[2..34]);
+            }
+            acc.hsum()
+        },
+    )
 }

@@ -58,5 +58,6 @@ pub fn load_decoder(path: &std::path::Path) -> chord_core::model::DecoderModel {
     use chord_core::gguf::Gguf;
     let bytes = std::fs::read(path).unwrap();
     let g = Gguf::read(bytes.as_slice()).unwrap();
-    chord_core::model::DecoderModel::load(&g, Box::new(chord_core::weights::SliceWeights(bytes))).unwrap()
+    chord_core::model::DecoderModel::load(&g, Box::new(chord_core::weights::SliceWeights(bytes)))
+        .unwrap()
 }

@@ -22,7 +22,9 @@ impl ComponentArgs {
         self.component
             .clone()
             .or_else(|| std::env::var_os("WASM_CHORD_COMPONENT").map(PathBuf::from))
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm-chord.wasm"))
+            .unwrap_or_else(|| {
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm-chord.wasm")
+            })
     }
 
     /// Compiles (or loads from the cache) the component and serves `model` to it.
@@ -34,8 +36,11 @@ impl ComponentArgs {
                 path.display()
             );
         }
-        let mut engine = ComponentEngine::new(&path).with_context(|| format!("loading component {}", path.display()))?;
-        engine.load_model(model).with_context(|| format!("serving model {}", model.display()))?;
+        let mut engine = ComponentEngine::new(&path)
+            .with_context(|| format!("loading component {}", path.display()))?;
+        engine
+            .load_model(model)
+            .with_context(|| format!("serving model {}", model.display()))?;
         Ok(engine)
     }
 }

@@ -25,7 +25,8 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     let prompts: Vec<String> = serde_json::from_str(
-        &std::fs::read_to_string(&a.prompts).with_context(|| format!("reading {}", a.prompts.display()))?,
+        &std::fs::read_to_string(&a.prompts)
+            .with_context(|| format!("reading {}", a.prompts.display()))?,
     )
     .context("--prompts must be a JSON array of strings")?;
     if a.run.native {
@@ -48,7 +49,8 @@ pub fn run(a: Args) -> Result<()> {
     for (case, prompt) in prompts.iter().enumerate() {
         let ids = engine.tokenize(prompt, true, true)?;
         let r = engine.logits(&ids, a.greedy as u32, a.top as u32)?;
-        let pairs = |top: &[(u32, f32)]| top.iter().map(|&(t, l)| json!([t, l])).collect::<Vec<_>>();
+        let pairs =
+            |top: &[(u32, f32)]| top.iter().map(|&(t, l)| json!([t, l])).collect::<Vec<_>>();
         let line = json!({
             "case": case,
             "ids": ids,

@@ -36,7 +36,10 @@ pub struct Args {
 pub fn run(a: Args) -> Result<()> {
     let model = a.model.clone().unwrap_or_else(crate::default_model);
     if !model.exists() {
-        anyhow::bail!("model {} not found: run scripts/fetch-models.sh smollm2, or pass --model", model.display());
+        anyhow::bail!(
+            "model {} not found: run scripts/fetch-models.sh smollm2, or pass --model",
+            model.display()
+        );
     }
     let params = SamplingParams {
         temperature: a.temperature,

@@ -25,7 +25,11 @@ pub fn run(a: Args) -> Result<()> {
     let params: u64 = g.tensors.iter().map(|t| t.n_elements()).sum();
     let bytes: u64 = g.tensors.iter().map(|t| t.size_bytes).sum();
     println!("parameters:   {params} ({:.1} M)", params as f64 / 1e6);
-    println!("tensor data:  {bytes} bytes ({:.1} MiB) in {} tensors", bytes as f64 / 1048576.0, g.tensors.len());
+    println!(
+        "tensor data:  {bytes} bytes ({:.1} MiB) in {} tensors",
+        bytes as f64 / 1048576.0,
+        g.tensors.len()
+    );
     for (k, v) in g.metadata.iter() {
         if let Some(arr) = v.as_array() {
             println!("  {k} = [{} items]", arr.len());
@@ -35,7 +39,13 @@ pub fn run(a: Args) -> Result<()> {
     }
     if a.tensors {
         for t in &g.tensors {
-            println!("  {:<40} {:>6} {:?} @ {}", t.name, t.ty.name(), t.dims, t.offset);
+            println!(
+                "  {:<40} {:>6} {:?} @ {}",
+                t.name,
+                t.ty.name(),
+                t.dims,
+                t.offset
+            );
         }
     }
     Ok(())

@@ -1,6 +1,6 @@
+pub mod component;
 pub mod convert;
 pub mod embed;
-pub mod component;
 pub mod eval;
 pub mod generate;
 pub mod info;

@@ -20,11 +20,14 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     let target = GgmlType::from_name(&a.ty).ok_or_else(|| anyhow!("unknown type '{}'", a.ty))?;
-    let src = FileSource::open(&a.model).with_context(|| format!("opening {}", a.model.display()))?;
+    let src =
+        FileSource::open(&a.model).with_context(|| format!("opening {}", a.model.display()))?;
     let g = Gguf::read(&src).with_context(|| format!("reading {}", a.model.display()))?;
     // Write next to the target and rename at the end: a failed run leaves no half file.
     let tmp = a.output.with_extension("gguf.partial");
-    let mut out = BufWriter::new(std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?);
+    let mut out = BufWriter::new(
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
+    );
     let report = chord_core::requantize::requantize(&src, &g, target, &mut out, |i, n, name| {
         eprint!("\r[{:>4}/{n}] {name:<40}", i + 1);
     });
@@ -47,7 +50,11 @@ pub fn run(a: Args) -> Result<()> {
         if report.fallbacks.is_empty() {
             String::new()
         } else {
-            format!(", {} in a fallback type (rows not a multiple of {})", report.fallbacks.len(), target.block_size())
+            format!(
+                ", {} in a fallback type (rows not a multiple of {})",
+                report.fallbacks.len(),
+                target.block_size()
+            )
         }
     );
     Ok(())

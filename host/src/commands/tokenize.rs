@@ -21,16 +21,20 @@ pub struct Args {
 pub fn load_tokenizer(model: &Path) -> Result<Tokenizer> {
     if model.is_dir() {
         let path = model.join("tokenizer.json");
-        let json = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        return Tokenizer::from_hf_json(&json).with_context(|| format!("loading {}", path.display()));
+        let json = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        return Tokenizer::from_hf_json(&json)
+            .with_context(|| format!("loading {}", path.display()));
     }
     let g = native::read_header(model)?;
-    Tokenizer::from_gguf(&g).with_context(|| format!("loading the tokenizer of {}", model.display()))
+    Tokenizer::from_gguf(&g)
+        .with_context(|| format!("loading the tokenizer of {}", model.display()))
 }
 
 pub fn run(a: Args) -> Result<()> {
     let strings: Vec<String> = serde_json::from_str(
-        &std::fs::read_to_string(&a.strings).with_context(|| format!("reading {}", a.strings.display()))?,
+        &std::fs::read_to_string(&a.strings)
+            .with_context(|| format!("reading {}", a.strings.display()))?,
     )
     .context("--strings must be a JSON array of strings")?;
     // A tokenizer.json directory has no GGUF for the component to load: native only.

@@ -1,0 +1,205 @@
+//! Dot-kernel micro-benchmark: one matrix-vector product (`ROWS x COLS` weights, one
+//! quantized activation row) per format, timed for the scalar reference kernels
+//! (`vec_dot_reference`), the dispatched ones (`vec_dot`, one call per row) and the
+//! multi-row entry point (`vec_dot_rows`, one call per matrix). Reports weight bytes
+//! read per second and multiply-accumulates per second.
+//!
+//! ```text
+//! cargo bench -p wasm-chord-core --bench kernels                     # native
+//! cargo build -p chord --bin wasm-test-runner                         # once, for wasm
+//! RUSTFLAGS="-C target-feature=+simd128" \
+//!   cargo bench -p wasm-chord-core --bench kernels --target wasm32-wasip2
+//! RUSTFLAGS="-C target-feature=+simd128,+relaxed-simd" \
+//!   cargo bench -p wasm-chord-core --bench kernels --target wasm32-wasip2
+//! ```
+//!
+//! Options (after `--`): `--rows N` `--cols N` (default 4096 x 4096; `cols` is rounded
+//! to whole blocks), `--secs S` per measurement (default 0.3), `--no-ref` (skip the
+//! scalar reference), `--tsv` (tab-separated output), and format names (`q4_K f16 ...`,
+//! default all).
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use chord_core::quant::simd128::{vec_dot_reference, vec_dot_rows, KERNELS};
+use chord_core::quant::{
+    quantize_activations, quantize_row, row_bytes, vec_dot, vec_dot_type, GgmlType,
+};
+
+struct Opts {
+    rows: usize,
+    cols: usize,
+    secs: f64,
+    reference: bool,
+    tsv: bool,
+    types: Vec<GgmlType>,
+}
+
+fn opts() -> Opts {
+    let mut o = Opts {
+        rows: 4096,
+        cols: 4096,
+        secs: 0.3,
+        reference: true,
+        tsv: false,
+        types: Vec::new(),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut num = |what: &str| -> f64 {
+            args.next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{what} needs a number"))
+        };
+        match a.as_str() {
+            "--bench" => {}
+            "--rows" => o.rows = num("--rows") as usize,
+            "--cols" => o.cols = num("--cols") as usize,
+            "--secs" => o.secs = num("--secs"),
+            "--no-ref" => o.reference = false,
+            "--tsv" => o.tsv = true,
+            name => match GgmlType::from_name(name) {
+                Some(t) => o.types.push(t),
+                None => panic!("unknown argument or format {name:?}"),
+            },
+        }
+    }
+    if o.types.is_empty() {
+        // The formats of the real models first, then the rest.
+        o.types = vec![
+            GgmlType::Q4_1,
+            GgmlType::Q8_0,
+            GgmlType::Q4K,
+            GgmlType::Q6K,
+            GgmlType::Q5_0,
+            GgmlType::F16,
+            GgmlType::F32,
+            GgmlType::Q4_0,
+            GgmlType::Q5_1,
+            GgmlType::Q2K,
+            GgmlType::Q3K,
+            GgmlType::Q5K,
+            GgmlType::BF16,
+            GgmlType::Q8_1,
+            GgmlType::Q8K,
+        ];
+    }
+    o
+}
+
+/// xorshift64*.
+struct Rng(u64);
+
+impl Rng {
+    fn unit(&mut self) -> f32 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+}
+
+/// Best time of one pass of `f`, repeated for at least `secs` (after one warm-up).
+fn time(secs: f64, mut f: impl FnMut()) -> Duration {
+    f();
+    let mut best = Duration::MAX;
+    let start = Instant::now();
+    let mut passes = 0;
+    while passes < 3 || start.elapsed().as_secs_f64() < secs {
+        let t = Instant::now();
+        f();
+        best = best.min(t.elapsed());
+        passes += 1;
+    }
+    best
+}
+
+fn main() {
+    let o = opts();
+    let target = if cfg!(target_arch = "wasm32") {
+        "wasm32"
+    } else {
+        std::env::consts::ARCH
+    };
+    println!(
+        "# dot kernels: {} x {} matvec, {target}, vec_dot kernels: {KERNELS}, best of >= {} s",
+        o.rows, o.cols, o.secs
+    );
+    if o.tsv {
+        println!("format\tweight_MiB\tref_GBs\tref_GMACs\tvec_dot_GBs\tvec_dot_GMACs\trows_GBs\trows_GMACs");
+    } else {
+        println!(
+            "| format | weights MiB | reference GB/s | GMAC/s | vec_dot GB/s | GMAC/s | vec_dot_rows GB/s | GMAC/s | speedup |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    }
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    for &ty in &o.types {
+        let bs = ty.block_size();
+        let cols = o.cols.div_ceil(bs) * bs;
+        let rb = row_bytes(ty, cols).expect("row size");
+        // 16 distinct rows, repeated: the content does not change the speed.
+        let mut distinct = vec![0u8; rb * 16];
+        for r in distinct.chunks_exact_mut(rb) {
+            let x: Vec<f32> = (0..cols).map(|_| rng.unit()).collect();
+            quantize_row(ty, &x, r).expect("quantize");
+        }
+        let w: Vec<u8> = distinct.iter().copied().cycle().take(rb * o.rows).collect();
+        let x: Vec<f32> = (0..cols).map(|_| rng.unit()).collect();
+        let at = vec_dot_type(ty);
+        let mut act = vec![0u8; row_bytes(at, cols).unwrap()];
+        quantize_activations(at, &x, &mut act).expect("activations");
+        let mut out = vec![0f32; o.rows];
+
+        let mut per_row = |f: fn(GgmlType, &[u8], &[u8], usize) -> Result<f32, _>| {
+            let out = &mut out;
+            let (w, act) = (&w, &act);
+            time(o.secs, move || {
+                for (y, wr) in out.iter_mut().zip(w.chunks_exact(rb)) {
+                    *y = f(ty, black_box(wr), black_box(act), cols).unwrap();
+                }
+                black_box(&mut *out);
+            })
+        };
+        let t_ref = o.reference.then(|| per_row(vec_dot_reference));
+        let t_dot = per_row(vec_dot);
+        let t_rows = time(o.secs, || {
+            vec_dot_rows(ty, black_box(&w), black_box(&act), cols, &mut out).unwrap();
+            black_box(&mut out);
+        });
+
+        let bytes = w.len() as f64;
+        let macs = (o.rows * cols) as f64;
+        let gbs = |t: Duration| bytes / t.as_secs_f64() / 1e9;
+        let gmacs = |t: Duration| macs / t.as_secs_f64() / 1e9;
+        let fmt = |t: Option<Duration>, f: &dyn Fn(Duration) -> f64| {
+            t.map_or("-".to_owned(), |t| format!("{:.2}", f(t)))
+        };
+        let best = t_dot.min(t_rows);
+        let speedup = t_ref.map_or("-".to_owned(), |r| {
+            format!("{:.1}x", r.as_secs_f64() / best.as_secs_f64())
+        });
+        let mib = bytes / (1 << 20) as f64;
+        if o.tsv {
+            println!(
+                "{ty}\t{mib:.1}\t{}\t{}\t{}\t{}\t{}\t{}",
+                fmt(t_ref, &gbs),
+                fmt(t_ref, &gmacs),
+                fmt(Some(t_dot), &gbs),
+                fmt(Some(t_dot), &gmacs),
+                fmt(Some(t_rows), &gbs),
+                fmt(Some(t_rows), &gmacs),
+            );
+        } else {
+            println!(
+                "| {ty} | {mib:.1} | {} | {} | {} | {} | {} | {} | {speedup} |",
+                fmt(t_ref, &gbs),
+                fmt(t_ref, &gmacs),
+                fmt(Some(t_dot), &gbs),
+                fmt(Some(t_dot), &gmacs),
+                fmt(Some(t_rows), &gbs),
+                fmt(Some(t_rows), &gmacs),
+            );
+        }
+    }
+}

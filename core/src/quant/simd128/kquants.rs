@@ -1,0 +1,622 @@
+//! The K-quant formats (Q2_K..Q6_K, and Q8_K as weights) against Q8_K activations.
+//!
+//! Each super-block's integer sum is computed exactly: 16-bit pair sums of unsigned
+//! codes times signed activations (the relaxed dot), scaled by the group scales and
+//! widened by one `i32x4.dot_i16x8_s`, the code offsets and the mins applied through
+//! the activations' `bsums`. Then the `f32` formula of the scalar kernel is applied in
+//! the same order, so results are bit-identical to it.
+//!
+//! A super-block goes in chunks of 64 or 128 elements, in a loop kept rolled (see
+//! `prim::opaque`), for `R` weight rows at a time ([`kernel`]).
+
+use core::arch::wasm32::*;
+
+use super::super::{f16_to_f32, q2_k, q3_k, q4_k, q5_k, q6_k, q8_k, GgmlType};
+use super::prim::*;
+
+const QK_K: usize = super::super::QK_K;
+const AB: usize = q8_k::BLOCK_BYTES;
+/// Offset of the codes and of the `bsums` in a Q8_K block.
+const A_QS: usize = 4;
+const A_BSUMS: usize = 4 + QK_K;
+
+/// i16 lane `K` of `v` in every lane.
+#[inline(always)]
+fn splat16<const K: usize>(v: v128) -> v128 {
+    i16x8_shuffle::<K, K, K, K, K, K, K, K>(v, v)
+}
+
+/// `acc + sum(p * s)` over pairs of i16 lanes, widened to i32 (the group scale `s` is
+/// applied by the same instruction that widens).
+#[inline(always)]
+fn scaled(acc: v128, p: v128, s: v128) -> v128 {
+    i32x4_add(acc, i32x4_dot_i16x8(p, s))
+}
+
+/// `sum_g bsums[g] * s[g]` over the 16 group sums of a Q8_K block and sixteen i16
+/// factors (`s_lo` for groups 0..8, `s_hi` for 8..16). Safety: `y` is a Q8_K block.
+#[inline(always)]
+unsafe fn bsums_dot(y: *const u8, s_lo: v128, s_hi: v128) -> i32 {
+    let b_lo = ld(y.add(A_BSUMS));
+    let b_hi = ld(y.add(A_BSUMS + 16));
+    hsum(i32x4_add(
+        i32x4_dot_i16x8(b_lo, s_lo),
+        i32x4_dot_i16x8(b_hi, s_hi),
+    ))
+}
+
+/// `u16x8_shl`/`shr` by `s - to` of 16-bit lanes, so that bit `s` of each byte lands
+/// on bit `to` (bits of other positions are garbage: mask after).
+#[inline(always)]
+fn move_bit(v: v128, s: u32, to: u32) -> v128 {
+    if s <= to {
+        i16x8_shl(v, to - s)
+    } else {
+        u16x8_shr(v, s - to)
+    }
+}
+
+/// The f16 at `p`, widened exactly (a cheaper path than `f16_to_f32` for finite values).
+/// Safety: `p..p + 2` readable.
+#[inline(always)]
+unsafe fn f16_at(p: *const u8) -> f32 {
+    let h = ld_u16(p);
+    if h & 0x7c00 == 0x7c00 {
+        return f16_to_f32(h);
+    }
+    // Sign-extended and shifted into f32 position, rebiased by 2^112 (see prim).
+    let bits = ((h as i16 as i32) << 13) as u32 & 0x8FFF_E000;
+    f32::from_bits(bits) * f32::from_bits(0x7780_0000)
+}
+
+/// What differs between the K-quant formats.
+trait KFormat {
+    /// Bytes of a weight block.
+    const WB: usize;
+    /// Elements per chunk: 64 or 128.
+    const CHUNK: usize;
+    /// Per-row state of a super-block (decoded scales, integer corrections).
+    type Row;
+    /// Decodes the block `x` (with the Q8_K block `y` for the `bsums` corrections).
+    ///
+    /// Safety: `x` and `y` point to whole blocks.
+    unsafe fn prepare(x: *const u8, y: *const u8) -> Self::Row;
+    /// `acc` plus the scaled integer dot of chunk `c` (elements `CHUNK * c..`) of block
+    /// `x` with the activation codes at `q8` (those of the chunk).
+    ///
+    /// Safety: `x` points to a whole block, `q8` to the chunk's codes, `c < 256 / CHUNK`.
+    unsafe fn chunk(x: *const u8, row: &Self::Row, c: usize, q8: *const u8, acc: v128) -> v128;
+    /// The block's `f32` term, from the exact integer sum of the chunks, as the scalar
+    /// kernel computes it.
+    ///
+    /// Safety: `x` and `y` point to whole blocks.
+    unsafe fn term(x: *const u8, y: *const u8, row: &Self::Row, isum: i32) -> f32;
+}
+
+/// `out[r] = dot(row r, activations)` for `R` weight rows `row_bytes` apart in `w`,
+/// `nb` super-blocks each.
+#[inline(always)]
+fn kernel<F: KFormat, const R: usize>(
+    w: &[u8],
+    row_bytes: usize,
+    a: &[u8],
+    nb: usize,
+    out: &mut [f32],
+) {
+    // Every pointer below stays inside the first `nb` blocks of each row and of `a`.
+    assert!(row_bytes >= nb * F::WB && a.len() >= nb * AB && out.len() >= R);
+    assert!(w.len() >= (R - 1) * row_bytes + nb * F::WB);
+    let x0: [*const u8; R] = core::array::from_fn(|r| w[r * row_bytes..].as_ptr());
+    let mut sumf = [0f32; R];
+    for i in 0..nb {
+        // SAFETY: block i of every row and of `a` is in bounds (checked above).
+        unsafe {
+            let x: [*const u8; R] = core::array::from_fn(|r| x0[r].add(i * F::WB));
+            let y = a.as_ptr().add(i * AB);
+            let rows: [F::Row; R] = core::array::from_fn(|r| F::prepare(x[r], y));
+            let mut acc = [zero(); R];
+            // A rolled loop: unrolled, LLVM hoists all the loads of the super-block.
+            for c in 0..opaque(QK_K / F::CHUNK) {
+                let q8 = y.add(A_QS + F::CHUNK * c);
+                for r in 0..R {
+                    acc[r] = F::chunk(x[r], &rows[r], c, q8, acc[r]);
+                }
+                // Keeps the next chunk's loads below this one's work if LLVM unrolls.
+                core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
+            }
+            for r in 0..R {
+                sumf[r] += F::term(x[r], y, &rows[r], hsum(acc[r]));
+            }
+        }
+    }
+    out[..R].copy_from_slice(&sumf);
+}
+
+/// One row.
+#[inline(always)]
+fn one<F: KFormat>(w: &[u8], a: &[u8], nb: usize) -> f32 {
+    let mut out = [0f32];
+    kernel::<F, 1>(w, nb * F::WB, a, nb, &mut out);
+    out[0]
+}
+
+// ---------------------------------------------------------------- Q2_K
+
+struct Q2K;
+
+/// Q2_K: the 4-bit scales of the groups of each half (i16 lanes), and
+/// `sum(bsums * mins)`.
+struct Q2Row {
+    s: [v128; 2],
+    summs: i32,
+}
+
+impl KFormat for Q2K {
+    const WB: usize = q2_k::BLOCK_BYTES;
+    const CHUNK: usize = 128;
+    type Row = Q2Row;
+
+    #[inline(always)]
+    unsafe fn prepare(x: *const u8, y: *const u8) -> Q2Row {
+        let scv = ld(x);
+        let sc = v128_and(scv, u8x16_splat(0x0F));
+        let mn = v128_and(u16x8_shr(scv, 4), u8x16_splat(0x0F));
+        Q2Row {
+            s: [u16x8_extend_low_u8x16(sc), u16x8_extend_high_u8x16(sc)],
+            summs: bsums_dot(y, u16x8_extend_low_u8x16(mn), u16x8_extend_high_u8x16(mn)),
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn chunk(x: *const u8, row: &Q2Row, h: usize, a: *const u8, acc: v128) -> v128 {
+        // Half h: bit pairs j of bytes 32h..32h+32 are elements 32j.. of the half.
+        let q0 = ld(x.add(16 + 32 * h));
+        let q1 = ld(x.add(32 + 32 * h));
+        let m3 = u8x16_splat(3);
+        let s = row.s[h & 1];
+        let mut acc = acc;
+        macro_rules! group {
+            ($j:literal) => {
+                let c0 = v128_and(u16x8_shr(q0, 2 * $j), m3);
+                let c1 = v128_and(u16x8_shr(q1, 2 * $j), m3);
+                acc = scaled(
+                    acc,
+                    dot2_u7_i8(c0, ld(a.add(32 * $j))),
+                    splat16::<{ 2 * $j }>(s),
+                );
+                acc = scaled(
+                    acc,
+                    dot2_u7_i8(c1, ld(a.add(32 * $j + 16))),
+                    splat16::<{ 2 * $j + 1 }>(s),
+                );
+            };
+        }
+        group!(0);
+        group!(1);
+        group!(2);
+        group!(3);
+        acc
+    }
+
+    #[inline(always)]
+    unsafe fn term(x: *const u8, y: *const u8, row: &Q2Row, isum: i32) -> f32 {
+        let dy = q8_k::d(core::slice::from_raw_parts(y, 4));
+        let dall = dy * f16_at(x.add(80));
+        let dmin = dy * f16_at(x.add(82));
+        dall * isum as f32 - dmin * row.summs as f32
+    }
+}
+
+// ---------------------------------------------------------------- Q3_K
+
+struct Q3K;
+
+/// Q3_K: the signed scales of the groups of each half (i16 lanes), and
+/// `sum(scales * bsums)`.
+struct Q3Row {
+    s: [v128; 2],
+    offs: i32,
+}
+
+/// The sixteen signed scales of a Q3_K block (already minus 32) as i8 lanes.
+/// Safety: `s..s + 12` readable.
+#[inline(always)]
+unsafe fn q3k_scales(s: *const u8) -> v128 {
+    const K1: u32 = 0x0303_0303;
+    const K2: u32 = 0x0f0f_0f0f;
+    let r = |k: usize| u32::from_le(core::ptr::read_unaligned(s.add(4 * k) as *const u32));
+    let (a0, a1, t) = (r(0), r(1), r(2));
+    let v = u32x4(
+        (a0 & K2) | ((t & K1) << 4),
+        (a1 & K2) | (((t >> 2) & K1) << 4),
+        ((a0 >> 4) & K2) | (((t >> 4) & K1) << 4),
+        ((a1 >> 4) & K2) | (((t >> 6) & K1) << 4),
+    );
+    i8x16_sub(v, i8x16_splat(32))
+}
+
+impl KFormat for Q3K {
+    const WB: usize = q3_k::BLOCK_BYTES;
+    const CHUNK: usize = 128;
+    type Row = Q3Row;
+
+    #[inline(always)]
+    unsafe fn prepare(x: *const u8, y: *const u8) -> Q3Row {
+        let sc = q3k_scales(x.add(96));
+        let (lo, hi) = (i16x8_extend_low_i8x16(sc), i16x8_extend_high_i8x16(sc));
+        Q3Row {
+            s: [lo, hi],
+            offs: bsums_dot(y, lo, hi),
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn chunk(x: *const u8, row: &Q3Row, h: usize, a: *const u8, acc: v128) -> v128 {
+        // Half h: low bit pairs j of bytes 32 + 32h.., high bits 4h + j of `hmask`.
+        let q0 = ld(x.add(32 + 32 * h));
+        let q1 = ld(x.add(48 + 32 * h));
+        let hb0 = u16x8_shr(ld(x), 4 * h as u32);
+        let hb1 = u16x8_shr(ld(x.add(16)), 4 * h as u32);
+        let (m3, m4) = (u8x16_splat(3), u8x16_splat(4));
+        let s = row.s[h & 1];
+        let mut acc = acc;
+        macro_rules! group {
+            ($j:literal) => {
+                let c0 = v128_or(
+                    v128_and(u16x8_shr(q0, 2 * $j), m3),
+                    v128_and(move_bit(hb0, $j, 2), m4),
+                );
+                let c1 = v128_or(
+                    v128_and(u16x8_shr(q1, 2 * $j), m3),
+                    v128_and(move_bit(hb1, $j, 2), m4),
+                );
+                acc = scaled(
+                    acc,
+                    dot2_u7_i8(c0, ld(a.add(32 * $j))),
+                    splat16::<{ 2 * $j }>(s),
+                );
+                acc = scaled(
+                    acc,
+                    dot2_u7_i8(c1, ld(a.add(32 * $j + 16))),
+                    splat16::<{ 2 * $j + 1 }>(s),
+                );
+            };
+        }
+        group!(0);
+        group!(1);
+        group!(2);
+        group!(3);
+        acc
+    }
+
+    #[inline(always)]
+    unsafe fn term(x: *const u8, y: *const u8, row: &Q3Row, isum: i32) -> f32 {
+        // Codes are stored + 4: sum(sc * (c - 4) * y) = sum(sc * c * y) - 4 sum(sc * bsum).
+        let isum = isum.wrapping_sub(row.offs.wrapping_mul(4));
+        f16_at(x.add(108)) * q8_k::d(core::slice::from_raw_parts(y, 4)) * isum as f32
+    }
+}
+
+// ---------------------------------------------------------------- Q4_K / Q5_K
+
+/// The eight 6-bit scales (u16 lanes 0..8 of the first vector) and mins (of the
+/// second, duplicated pairwise per 16-element group: lanes `[m0, m0, m1, m1, ...]`
+/// as two vectors for groups 0..8 and 8..16) of a Q4_K/Q5_K block.
+/// Safety: `s..s + 12` readable.
+#[inline(always)]
+unsafe fn scales_mins_k4(s: *const u8) -> (v128, v128, v128) {
+    const K1: u32 = 0x3f3f_3f3f;
+    const K2: u32 = 0x0f0f_0f0f;
+    const K3: u32 = 0x0303_0303;
+    let r = |k: usize| u32::from_le(core::ptr::read_unaligned(s.add(4 * k) as *const u32));
+    let (u0, u1, u2) = (r(0), r(1), r(2));
+    let v = u32x4(
+        u0 & K1,
+        (u2 & K2) | (((u0 >> 6) & K3) << 4),
+        u1 & K1,
+        ((u2 >> 4) & K2) | (((u1 >> 6) & K3) << 4),
+    );
+    let sc = u16x8_extend_low_u8x16(v);
+    let mn = u16x8_extend_high_u8x16(v);
+    (
+        sc,
+        i16x8_shuffle::<0, 0, 1, 1, 2, 2, 3, 3>(mn, mn),
+        i16x8_shuffle::<4, 4, 5, 5, 6, 6, 7, 7>(mn, mn),
+    )
+}
+
+/// Q4_K/Q5_K: the chunks' two scales (lanes 0 and 1), and `sum(bsums * mins)`.
+struct K4Row {
+    s: [v128; 4],
+    summins: i32,
+}
+
+#[inline(always)]
+unsafe fn k4_prepare(x: *const u8, y: *const u8) -> K4Row {
+    let (sc, mn_lo, mn_hi) = scales_mins_k4(x.add(4));
+    K4Row {
+        s: [
+            sc,
+            i32x4_shuffle::<1, 1, 1, 1>(sc, sc),
+            i32x4_shuffle::<2, 2, 2, 2>(sc, sc),
+            i32x4_shuffle::<3, 3, 3, 3>(sc, sc),
+        ],
+        summins: bsums_dot(y, mn_lo, mn_hi),
+    }
+}
+
+/// `d * dy * isum - dmin * dy * summins`, as the scalar Q4_K/Q5_K kernels.
+#[inline(always)]
+unsafe fn k4_term(x: *const u8, y: *const u8, row: &K4Row, isum: i32) -> f32 {
+    let dy = q8_k::d(core::slice::from_raw_parts(y, 4));
+    f16_at(x) * dy * isum as f32 - f16_at(x.add(2)) * dy * row.summins as f32
+}
+
+/// `acc` plus the two scaled group dots of a chunk: `l0`/`l1` the codes of the low
+/// group (elements 0..16, 16..32 of the chunk), `h0`/`h1` of the high group, `a` the
+/// chunk's activation codes. Safety: `a..a + 64` readable.
+#[inline(always)]
+unsafe fn k4_chunk(
+    l0: v128,
+    l1: v128,
+    h0: v128,
+    h1: v128,
+    s: v128,
+    a: *const u8,
+    acc: v128,
+) -> v128 {
+    // Two 16-bit pair sums of codes below 32 add up below 2^15.
+    let lo = i16x8_add(dot2_u7_i8(l0, ld(a)), dot2_u7_i8(l1, ld(a.add(16))));
+    let hi = i16x8_add(dot2_u7_i8(h0, ld(a.add(32))), dot2_u7_i8(h1, ld(a.add(48))));
+    scaled(scaled(acc, lo, splat16::<0>(s)), hi, splat16::<1>(s))
+}
+
+struct Q4K;
+
+impl KFormat for Q4K {
+    const WB: usize = q4_k::BLOCK_BYTES;
+    const CHUNK: usize = 64;
+    type Row = K4Row;
+
+    #[inline(always)]
+    unsafe fn prepare(x: *const u8, y: *const u8) -> K4Row {
+        k4_prepare(x, y)
+    }
+
+    #[inline(always)]
+    unsafe fn chunk(x: *const u8, row: &K4Row, c: usize, a: *const u8, acc: v128) -> v128 {
+        let q0 = ld(x.add(16 + 32 * c));
+        let q1 = ld(x.add(32 + 32 * c));
+        let m = u8x16_splat(0x0F);
+        let (l0, l1) = (v128_and(q0, m), v128_and(q1, m));
+        let (h0, h1) = (v128_and(u16x8_shr(q0, 4), m), v128_and(u16x8_shr(q1, 4), m));
+        k4_chunk(l0, l1, h0, h1, row.s[c & 3], a, acc)
+    }
+
+    #[inline(always)]
+    unsafe fn term(x: *const u8, y: *const u8, row: &K4Row, isum: i32) -> f32 {
+        k4_term(x, y, row, isum)
+    }
+}
+
+struct Q5K;
+
+impl KFormat for Q5K {
+    const WB: usize = q5_k::BLOCK_BYTES;
+    const CHUNK: usize = 64;
+    type Row = K4Row;
+
+    #[inline(always)]
+    unsafe fn prepare(x: *const u8, y: *const u8) -> K4Row {
+        k4_prepare(x, y)
+    }
+
+    #[inline(always)]
+    unsafe fn chunk(x: *const u8, row: &K4Row, c: usize, a: *const u8, acc: v128) -> v128 {
+        let q0 = ld(x.add(48 + 32 * c));
+        let q1 = ld(x.add(64 + 32 * c));
+        // Bits 2c and 2c + 1 of each `qh` byte, moved to bits 0 and 1.
+        let qh0 = u16x8_shr(ld(x.add(16)), 2 * c as u32);
+        let qh1 = u16x8_shr(ld(x.add(32)), 2 * c as u32);
+        let (m, b4) = (u8x16_splat(0x0F), u8x16_splat(0x10));
+        let l0 = v128_or(v128_and(q0, m), v128_and(i16x8_shl(qh0, 4), b4));
+        let l1 = v128_or(v128_and(q1, m), v128_and(i16x8_shl(qh1, 4), b4));
+        let h0 = v128_or(
+            v128_and(u16x8_shr(q0, 4), m),
+            v128_and(i16x8_shl(qh0, 3), b4),
+        );
+        let h1 = v128_or(
+            v128_and(u16x8_shr(q1, 4), m),
+            v128_and(i16x8_shl(qh1, 3), b4),
+        );
+        k4_chunk(l0, l1, h0, h1, row.s[c & 3], a, acc)
+    }
+
+    #[inline(always)]
+    unsafe fn term(x: *const u8, y: *const u8, row: &K4Row, isum: i32) -> f32 {
+        k4_term(x, y, row, isum)
+    }
+}
+
+// ---------------------------------------------------------------- Q6_K
+
+struct Q6K;
+
+/// Q6_K: the signed scales of the groups of each half (i16 lanes), and
+/// `sum(scales * bsums)`.
+struct Q6Row {
+    s: [v128; 2],
+    offs: i32,
+}
+
+impl KFormat for Q6K {
+    const WB: usize = q6_k::BLOCK_BYTES;
+    const CHUNK: usize = 128;
+    type Row = Q6Row;
+
+    #[inline(always)]
+    unsafe fn prepare(x: *const u8, y: *const u8) -> Q6Row {
+        let sc = ld(x.add(192));
+        let (lo, hi) = (i16x8_extend_low_i8x16(sc), i16x8_extend_high_i8x16(sc));
+        Q6Row {
+            s: [lo, hi],
+            offs: bsums_dot(y, lo, hi),
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn chunk(x: *const u8, row: &Q6Row, h: usize, a: *const u8, acc: v128) -> v128 {
+        let ql = x.add(64 * h);
+        let qh = x.add(128 + 32 * h);
+        let (ql0, ql1, ql2, ql3) = (ld(ql), ld(ql.add(16)), ld(ql.add(32)), ld(ql.add(48)));
+        let (qh0, qh1) = (ld(qh), ld(qh.add(16)));
+        let (m4, m2, m2_2, m2_4) = (
+            u8x16_splat(0x0F),
+            u8x16_splat(0x03),
+            u8x16_splat(0x0C),
+            u8x16_splat(0x30),
+        );
+        let s = row.s[h & 1];
+        let mut acc = acc;
+        macro_rules! group {
+            ($k:literal, $c:expr) => {
+                acc = scaled(acc, dot2_u7_i8($c, ld(a.add(16 * $k))), splat16::<$k>(s));
+            };
+        }
+        // The 16 codes of each group of this half, in order.
+        group!(
+            0,
+            v128_or(v128_and(ql0, m4), i16x8_shl(v128_and(qh0, m2), 4))
+        );
+        group!(
+            1,
+            v128_or(v128_and(ql1, m4), i16x8_shl(v128_and(qh1, m2), 4))
+        );
+        group!(
+            2,
+            v128_or(v128_and(ql2, m4), i16x8_shl(v128_and(qh0, m2_2), 2))
+        );
+        group!(
+            3,
+            v128_or(v128_and(ql3, m4), i16x8_shl(v128_and(qh1, m2_2), 2))
+        );
+        group!(
+            4,
+            v128_or(v128_and(u16x8_shr(ql0, 4), m4), v128_and(qh0, m2_4))
+        );
+        group!(
+            5,
+            v128_or(v128_and(u16x8_shr(ql1, 4), m4), v128_and(qh1, m2_4))
+        );
+        group!(
+            6,
+            v128_or(
+                v128_and(u16x8_shr(ql2, 4), m4),
+                v128_and(u16x8_shr(qh0, 2), m2_4)
+            )
+        );
+        group!(
+            7,
+            v128_or(
+                v128_and(u16x8_shr(ql3, 4), m4),
+                v128_and(u16x8_shr(qh1, 2), m2_4)
+            )
+        );
+        acc
+    }
+
+    #[inline(always)]
+    unsafe fn term(x: *const u8, y: *const u8, row: &Q6Row, isum: i32) -> f32 {
+        // Codes are stored + 32.
+        let isum = isum.wrapping_sub(row.offs.wrapping_mul(32));
+        f16_at(x.add(208)) * q8_k::d(core::slice::from_raw_parts(y, 4)) * isum as f32
+    }
+}
+
+// ---------------------------------------------------------------- entry points
+
+/// Q2_K · Q8_K.
+pub(crate) fn q2_k_q8_k(w: &[u8], a: &[u8], nb: usize) -> f32 {
+    one::<Q2K>(w, a, nb)
+}
+
+/// Q3_K · Q8_K.
+pub(crate) fn q3_k_q8_k(w: &[u8], a: &[u8], nb: usize) -> f32 {
+    one::<Q3K>(w, a, nb)
+}
+
+/// Q4_K · Q8_K.
+pub(crate) fn q4_k_q8_k(w: &[u8], a: &[u8], nb: usize) -> f32 {
+    one::<Q4K>(w, a, nb)
+}
+
+/// Q5_K · Q8_K.
+pub(crate) fn q5_k_q8_k(w: &[u8], a: &[u8], nb: usize) -> f32 {
+    one::<Q5K>(w, a, nb)
+}
+
+/// Q6_K · Q8_K.
+pub(crate) fn q6_k_q8_k(w: &[u8], a: &[u8], nb: usize) -> f32 {
+    one::<Q6K>(w, a, nb)
+}
+
+/// Rows of `row_bytes` in `w`, `R` at a time, for the K-quant formats; returns how many
+/// rows of `out` were written (a multiple of `R`), 0 for other formats.
+pub(crate) fn rows(
+    ty: GgmlType,
+    w: &[u8],
+    row_bytes: usize,
+    a: &[u8],
+    nb: usize,
+    out: &mut [f32],
+) -> usize {
+    fn go<F: KFormat, const R: usize>(
+        w: &[u8],
+        rb: usize,
+        a: &[u8],
+        nb: usize,
+        out: &mut [f32],
+    ) -> usize {
+        let n = out.len() / R * R;
+        for (o, wr) in out[..n].chunks_exact_mut(R).zip(w.chunks(R * rb)) {
+            kernel::<F, R>(wr, rb, a, nb, o);
+        }
+        n
+    }
+    match ty {
+        GgmlType::Q2K => go::<Q2K, 2>(w, row_bytes, a, nb, out),
+        GgmlType::Q3K => go::<Q3K, 2>(w, row_bytes, a, nb, out),
+        GgmlType::Q4K => go::<Q4K, 2>(w, row_bytes, a, nb, out),
+        GgmlType::Q5K => go::<Q5K, 2>(w, row_bytes, a, nb, out),
+        GgmlType::Q6K => go::<Q6K, 2>(w, row_bytes, a, nb, out),
+        _ => 0,
+    }
+}
+
+// ---------------------------------------------------------------- Q8_K
+
+/// Q8_K · Q8_K.
+pub(crate) fn q8_k_q8_k(w: &[u8], a: &[u8], nb: usize) -> f32 {
+    assert!(w.len() >= nb * AB && a.len() >= nb * AB);
+    let mut sumf = 0f32;
+    for i in 0..nb {
+        // SAFETY: block i of both rows is in bounds (checked).
+        let sumi = unsafe {
+            let x = w.as_ptr().add(i * AB + A_QS);
+            let y = a.as_ptr().add(i * AB + A_QS);
+            let mut acc0 = zero();
+            let mut acc1 = zero();
+            for k in 0..opaque(QK_K / 32) {
+                acc0 = i32x4_add(acc0, dot4_i8_i8(ld(x.add(32 * k)), ld(y.add(32 * k))));
+                acc1 = i32x4_add(
+                    acc1,
+                    dot4_i8_i8(ld(x.add(32 * k + 16)), ld(y.add(32 * k + 16))),
+                );
+            }
+            hsum(i32x4_add(acc0, acc1))
+        };
+        let (x, y) = (&w[i * AB..], &a[i * AB..]);
+        sumf += q8_k::d(x) * q8_k::d(y) * sumi as f32;
+    }
+    sumf
+}

@@ -1,0 +1,581 @@
+//! The 32-element block formats: Q4_0, Q5_0, Q8_0 against Q8_0 activations, Q4_1,
+//! Q5_1, Q8_1 against Q8_1.
+//!
+//! Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 follow the reference's order, which is ggml's x86
+//! one (`x86_order.rs`): eight lanes, lane `j` of a block being the integer sum of
+//! elements `4j..4j+4`, each lane accumulated with a fused multiply-add by the block's
+//! `d = dx * dy`, the lanes reduced pairwise at the end, and (Q4_1, Q5_1) the
+//! minimums' terms summed in block order and added last. Two `f32x4` accumulators are
+//! those eight lanes; the integer lane sums are what the relaxed dot (and the 16-bit
+//! dots of even and odd bytes) produce anyway. The fused multiply-add is
+//! `f32x4.relaxed_madd` when the engine fuses it (checked once), else an exact
+//! emulation in `f64` (see [`fma_exact`]). Q8_1 keeps a sequential sum of per-block
+//! terms, like its reference. All are bit-identical to the reference kernels.
+
+use core::arch::wasm32::*;
+
+use super::super::{q4_0, q4_1, q5_0, q5_1, q8_0, q8_1, rd_f16};
+use super::prim::*;
+
+// ---------------------------------------------------------------- fused multiply-add
+
+/// `acc + d * s` lane-wise, rounded once, for integer lanes `s` (|s| <= 2^17) and `d`
+/// (all lanes equal); `FUSED` says the engine's `f32x4.relaxed_madd` is a fused one.
+#[inline(always)]
+fn fma<const FUSED: bool>(d: v128, s: v128, acc: v128) -> v128 {
+    #[cfg(target_feature = "relaxed-simd")]
+    if FUSED {
+        return f32x4_relaxed_madd(d, f32x4_convert_i32x4(s), acc);
+    }
+    fma_exact(d, s, acc)
+}
+
+/// Exact `fma(d, s, acc)` per lane without a fused instruction: `d * s` is exact in
+/// `f64` (24 + 17 bits), so is the promotion of `acc`, and rounding their `f64` sum to
+/// `f32` gives the correctly rounded result unless that sum is exactly halfway between
+/// two `f32` (double rounding); those lanes, which need the discarded bits, take the
+/// slow path. (With f16-derived `d` no result is an `f32` subnormal, where the halfway
+/// test would not apply: every value is a multiple of 2^-71.)
+#[inline(always)]
+fn fma_exact(d: v128, s: v128, acc: v128) -> v128 {
+    let d64 = f64x2_promote_low_f32x4(d);
+    let t_lo = f64x2_add(
+        f64x2_mul(d64, f64x2_convert_low_i32x4(s)),
+        f64x2_promote_low_f32x4(acc),
+    );
+    let t_hi = f64x2_add(
+        f64x2_mul(
+            d64,
+            f64x2_convert_low_i32x4(i32x4_shuffle::<2, 3, 2, 3>(s, s)),
+        ),
+        f64x2_promote_low_f32x4(i32x4_shuffle::<2, 3, 2, 3>(acc, acc)),
+    );
+    let low = u64x2_splat(0x1FFF_FFFF);
+    let half = u64x2_splat(0x1000_0000);
+    let tie = v128_or(
+        i64x2_eq(v128_and(t_lo, low), half),
+        i64x2_eq(v128_and(t_hi, low), half),
+    );
+    if v128_any_true(tie) {
+        return fma_slow(d, s, acc);
+    }
+    i32x4_shuffle::<0, 1, 4, 5>(f32x4_demote_f64x2_zero(t_lo), f32x4_demote_f64x2_zero(t_hi))
+}
+
+#[cold]
+#[inline(never)]
+fn fma_slow(d: v128, s: v128, acc: v128) -> v128 {
+    let d = f32x4_extract_lane::<0>(d);
+    // SAFETY: plain bit reinterpretations of 16 bytes.
+    let s: [i32; 4] = unsafe { core::mem::transmute(s) };
+    let a: [f32; 4] = unsafe { core::mem::transmute(acc) };
+    f32x4(
+        d.mul_add(s[0] as f32, a[0]),
+        d.mul_add(s[1] as f32, a[1]),
+        d.mul_add(s[2] as f32, a[2]),
+        d.mul_add(s[3] as f32, a[3]),
+    )
+}
+
+/// Whether `f32x4.relaxed_madd` rounds once on this engine (probed once).
+#[cfg(target_feature = "relaxed-simd")]
+fn madd_is_fused() -> bool {
+    use core::sync::atomic::{AtomicU8, Ordering};
+    static FUSED: AtomicU8 = AtomicU8::new(0);
+    match FUSED.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            // (1 + 2^-12)^2 - 1 = 2^-11 + 2^-24 exactly; unfused, the square rounds the
+            // 2^-24 away.
+            let a = f32x4_splat(core::hint::black_box(1.0 + 1.0 / 4096.0));
+            let r = f32x4_relaxed_madd(a, a, f32x4_splat(core::hint::black_box(-1.0)));
+            let fused = f32x4_extract_lane::<0>(r) == 1.0 / 2048.0 + 1.0 / 16_777_216.0;
+            FUSED.store(if fused { 1 } else { 2 }, Ordering::Relaxed);
+            fused
+        }
+    }
+}
+
+// ---------------------------------------------------------------- helpers
+
+/// ggml's `hsum_float_8` of the lanes `lo` (0..4) and `hi` (4..8).
+#[inline(always)]
+fn hsum8(lo: v128, hi: v128) -> f32 {
+    let r = f32x4_add(lo, hi);
+    let s = f32x4_add(r, i32x4_shuffle::<2, 3, 0, 1>(r, r));
+    f32x4_extract_lane::<0>(s) + f32x4_extract_lane::<1>(s)
+}
+
+/// Low and high nibbles of the 16 bytes at `p`. Safety: `p..p + 16` readable.
+#[inline(always)]
+unsafe fn nibbles(p: *const u8) -> (v128, v128) {
+    let q = ld(p);
+    let m = u8x16_splat(0x0F);
+    (v128_and(q, m), v128_and(u16x8_shr(q, 4), m))
+}
+
+/// Lane sums of `(c - OFF) * a` over four-byte groups, for codes `c` in 0..32.
+#[inline(always)]
+fn dot_offset<const OFF: i8>(c: v128, a: v128) -> v128 {
+    #[cfg(target_feature = "relaxed-simd")]
+    {
+        // The codes are unsigned: the relaxed dot, minus `OFF * sum(a)`, in 16 bits
+        // (|2 * 31 * 128 + 16 * 256| < 2^15), then widened.
+        let t = i16x8_relaxed_dot_i8x16_i7x16(a, c);
+        let sum_a = i16x8_extadd_pairwise_i8x16(a);
+        i32x4_extadd_pairwise_i16x8(i16x8_sub(t, i16x8_shl(sum_a, OFF.trailing_zeros())))
+    }
+    #[cfg(not(target_feature = "relaxed-simd"))]
+    {
+        // Signed codes cost the same here, and need no activation sums.
+        dot4_i8_i8(i8x16_sub(c, i8x16_splat(OFF)), a)
+    }
+}
+
+/// The 32 five-bit codes of a Q5 block: low nibbles at `qs`, fifth bits in the
+/// little-endian u32 at `qh`. Safety: both readable.
+#[inline(always)]
+unsafe fn codes5(qs: *const u8, qh: *const u8) -> (v128, v128) {
+    let (lo, hi) = nibbles(qs);
+    let h = v128_load32_splat(qh as *const u32);
+    (v128_or(lo, fifth_bits(h, 0)), v128_or(hi, fifth_bits(h, 1)))
+}
+
+// ---------------------------------------------------------------- x86-order kernels
+
+/// What differs between the x86-order formats.
+trait Format {
+    /// Bytes of a weight block and of an activation block.
+    const WB: usize;
+    const AB: usize;
+    /// Offset of the 32 codes in the activation block.
+    const A_QS: usize;
+    /// Whether `mx * sy` (the f16 at offset 2 of both blocks) is summed separately.
+    const MINS: bool;
+    /// The eight integer lane sums (elements `4j..4j+4`) of the weight block at `x`
+    /// against the activation codes `a0` (elements 0..16) and `a1` (16..32).
+    ///
+    /// Safety: `x` points to a whole weight block.
+    unsafe fn sums(x: *const u8, a0: v128, a1: v128) -> (v128, v128);
+}
+
+struct Q4_0;
+struct Q4_1;
+struct Q5_0;
+struct Q5_1;
+struct Q8_0;
+
+impl Format for Q4_0 {
+    const WB: usize = q4_0::BLOCK_BYTES;
+    const AB: usize = q8_0::BLOCK_BYTES;
+    const A_QS: usize = 2;
+    const MINS: bool = false;
+    #[inline(always)]
+    unsafe fn sums(x: *const u8, a0: v128, a1: v128) -> (v128, v128) {
+        let (lo, hi) = nibbles(x.add(2));
+        (dot_offset::<8>(lo, a0), dot_offset::<8>(hi, a1))
+    }
+}
+
+impl Format for Q4_1 {
+    const WB: usize = q4_1::BLOCK_BYTES;
+    const AB: usize = q8_1::BLOCK_BYTES;
+    const A_QS: usize = 4;
+    const MINS: bool = true;
+    #[inline(always)]
+    unsafe fn sums(x: *const u8, a0: v128, a1: v128) -> (v128, v128) {
+        let (lo, hi) = nibbles(x.add(4));
+        (dot4_u7_i8(lo, a0), dot4_u7_i8(hi, a1))
+    }
+}
+
+impl Format for Q5_0 {
+    const WB: usize = q5_0::BLOCK_BYTES;
+    const AB: usize = q8_0::BLOCK_BYTES;
+    const A_QS: usize = 2;
+    const MINS: bool = false;
+    #[inline(always)]
+    unsafe fn sums(x: *const u8, a0: v128, a1: v128) -> (v128, v128) {
+        let (lo, hi) = codes5(x.add(6), x.add(2));
+        (dot_offset::<16>(lo, a0), dot_offset::<16>(hi, a1))
+    }
+}
+
+impl Format for Q5_1 {
+    const WB: usize = q5_1::BLOCK_BYTES;
+    const AB: usize = q8_1::BLOCK_BYTES;
+    const A_QS: usize = 4;
+    const MINS: bool = true;
+    #[inline(always)]
+    unsafe fn sums(x: *const u8, a0: v128, a1: v128) -> (v128, v128) {
+        let (lo, hi) = codes5(x.add(8), x.add(4));
+        (dot4_u7_i8(lo, a0), dot4_u7_i8(hi, a1))
+    }
+}
+
+impl Format for Q8_0 {
+    const WB: usize = q8_0::BLOCK_BYTES;
+    const AB: usize = q8_0::BLOCK_BYTES;
+    const A_QS: usize = 2;
+    const MINS: bool = false;
+    #[inline(always)]
+    unsafe fn sums(x: *const u8, a0: v128, a1: v128) -> (v128, v128) {
+        (dot4_i8_i8(ld(x.add(2)), a0), dot4_i8_i8(ld(x.add(18)), a1))
+    }
+}
+
+/// The f16 at `p + k * stride` (`k` in 0..4) widened to f32 lanes, and the lanes (u16 mask)
+/// holding an infinity or a NaN. Safety: the 4 fields must be readable.
+#[inline(always)]
+unsafe fn f16x4(p: *const u8, stride: usize) -> (v128, v128) {
+    let v = u16x8_replace_lane::<0>(zero(), ld_u16(p));
+    let v = u16x8_replace_lane::<1>(v, ld_u16(p.add(stride)));
+    let v = u16x8_replace_lane::<2>(v, ld_u16(p.add(2 * stride)));
+    let v = u16x8_replace_lane::<3>(v, ld_u16(p.add(3 * stride)));
+    (f16_even_to_f32(u32x4_extend_low_u16x8(v)), f16x8_special(v))
+}
+
+/// The scales of four consecutive blocks of `R` weight rows (`x[r]`) and of the
+/// activations (`y`): `d[r] = dx * dy` and (`MINS`) `ms[r] = mx * sy`, lane `k` for
+/// block `k`, as the reference's `f32` products.
+///
+/// Safety: the four blocks of every row and of the activations must be readable.
+#[inline(always)]
+unsafe fn scales4<F: Format, const R: usize>(
+    x: &[*const u8; R],
+    y: *const u8,
+) -> ([v128; R], [v128; R]) {
+    let mut d = [zero(); R];
+    let mut ms = [zero(); R];
+    let special;
+    if F::MINS {
+        let vy = gather_u32(y, F::AB);
+        let (dy, sy) = (f16_even_to_f32(vy), f16_odd_to_f32(vy));
+        let mut sp = f16x8_special(vy);
+        for r in 0..R {
+            let vx = gather_u32(x[r], F::WB);
+            sp = v128_or(sp, f16x8_special(vx));
+            d[r] = f32x4_mul(f16_even_to_f32(vx), dy);
+            ms[r] = f32x4_mul(f16_odd_to_f32(vx), sy);
+        }
+        special = sp;
+    } else {
+        let (dy, mut sp) = f16x4(y, F::AB);
+        for r in 0..R {
+            let (dx, spx) = f16x4(x[r], F::WB);
+            sp = v128_or(sp, spx);
+            d[r] = f32x4_mul(dx, dy);
+        }
+        special = sp;
+    }
+    if v128_any_true(special) {
+        return scales4_special::<F, R>(x, y);
+    }
+    (d, ms)
+}
+
+/// [`scales4`] through the scalar (exact for every f16) conversion.
+#[cold]
+#[inline(never)]
+unsafe fn scales4_special<F: Format, const R: usize>(
+    x: &[*const u8; R],
+    y: *const u8,
+) -> ([v128; R], [v128; R]) {
+    let f = |p: *const u8| super::super::f16_to_f32(ld_u16(p));
+    let lanes = |g: &dyn Fn(usize) -> f32| f32x4(g(0), g(1), g(2), g(3));
+    let mut d = [zero(); R];
+    let mut ms = [zero(); R];
+    for r in 0..R {
+        d[r] = lanes(&|k| f(x[r].add(k * F::WB)) * f(y.add(k * F::AB)));
+        if F::MINS {
+            ms[r] = lanes(&|k| f(x[r].add(k * F::WB + 2)) * f(y.add(k * F::AB + 2)));
+        }
+    }
+    (d, ms)
+}
+
+/// The `d = dx * dy` of blocks `c0..c0+cn` (`cn <= CHUNK`) of `R` rows into `dbuf`, and
+/// (`MINS`) the `mx * sy` terms added to `summs` in block order.
+///
+/// Safety: those blocks of every row (`x0`) and of the activations (`ap`) are readable.
+#[inline(never)]
+unsafe fn scales_pass<F: Format, const R: usize>(
+    x0: &[*const u8; R],
+    ap: *const u8,
+    c0: usize,
+    cn: usize,
+    dbuf: &mut [[f32; CHUNK]; R],
+    summs: &mut [f32; R],
+) {
+    let mut k = 0;
+    while k + 4 <= cn {
+        let x: [*const u8; R] = core::array::from_fn(|r| x0[r].add((c0 + k) * F::WB));
+        let (d, ms) = scales4::<F, R>(&x, ap.add((c0 + k) * F::AB));
+        for r in 0..R {
+            v128_store(dbuf[r][k..k + 4].as_mut_ptr() as *mut v128, d[r]);
+            if F::MINS {
+                summs[r] = add_lanes_in_order(summs[r], ms[r]);
+            }
+        }
+        k += 4;
+    }
+    let f = |p: *const u8| super::super::f16_to_f32(ld_u16(p));
+    while k < cn {
+        let y = ap.add((c0 + k) * F::AB);
+        for r in 0..R {
+            let x = x0[r].add((c0 + k) * F::WB);
+            dbuf[r][k] = f(x) * f(y);
+            if F::MINS {
+                summs[r] += f(x.add(2)) * f(y.add(2));
+            }
+        }
+        k += 1;
+    }
+}
+
+/// The fused multiply-adds of blocks `c0..c0+cn` of `R` rows into their eight lanes
+/// (`lo`, `hi`), with the blocks' `d` from `dbuf`.
+///
+/// Safety: those blocks of every row (`x0`) and of the activations (`ap`) are readable.
+#[inline(never)]
+unsafe fn dot_pass<F: Format, const FUSED: bool, const R: usize>(
+    x0: &[*const u8; R],
+    ap: *const u8,
+    c0: usize,
+    cn: usize,
+    dbuf: &[[f32; CHUNK]; R],
+    lo: &mut [v128; R],
+    hi: &mut [v128; R],
+) {
+    let mut l = *lo;
+    let mut h = *hi;
+    for k in 0..cn {
+        let y = ap.add((c0 + k) * F::AB + F::A_QS);
+        let (a0, a1) = (ld(y), ld(y.add(16)));
+        for r in 0..R {
+            let (s0, s1) = F::sums(x0[r].add((c0 + k) * F::WB), a0, a1);
+            let d = f32x4_splat(dbuf[r][k]);
+            l[r] = fma::<FUSED>(d, s0, l[r]);
+            h[r] = fma::<FUSED>(d, s1, h[r]);
+        }
+    }
+    *lo = l;
+    *hi = h;
+}
+
+/// Blocks per chunk of [`kernel`].
+const CHUNK: usize = 64;
+
+/// `out[r] = dot(row r, activations)` for `R` weight rows `row_bytes` apart in `w`,
+/// `nb` blocks each, in the reference's order.
+#[inline(always)]
+fn kernel<F: Format, const FUSED: bool, const R: usize>(
+    w: &[u8],
+    row_bytes: usize,
+    a: &[u8],
+    nb: usize,
+    out: &mut [f32],
+) {
+    // Every pointer below stays inside the first `nb` blocks of each row and of `a`.
+    assert!(row_bytes >= nb * F::WB && a.len() >= nb * F::AB && out.len() >= R);
+    assert!(w.len() >= (R - 1) * row_bytes + nb * F::WB);
+    let x0: [*const u8; R] = core::array::from_fn(|r| w[r * row_bytes..].as_ptr());
+    let ap = a.as_ptr();
+    let mut lo = [zero(); R];
+    let mut hi = [zero(); R];
+    let mut summs = [0f32; R];
+    // The blocks' `d` of a chunk are computed first (four blocks at a time), then the
+    // dot products; separate functions keep the accumulators' live ranges short
+    // (Cranelift's register allocator spills long ones inside loops).
+    let mut dbuf = [[0f32; CHUNK]; R];
+    let mut c0 = 0;
+    while c0 < nb {
+        let cn = CHUNK.min(nb - c0);
+        // SAFETY: the blocks c0..c0+cn of every row and of `a` are in bounds (checked
+        // above).
+        unsafe {
+            scales_pass::<F, R>(&x0, ap, c0, cn, &mut dbuf, &mut summs);
+            dot_pass::<F, FUSED, R>(&x0, ap, c0, cn, &dbuf, &mut lo, &mut hi);
+        }
+        c0 += cn;
+    }
+    for r in 0..R {
+        out[r] = if F::MINS {
+            hsum8(lo[r], hi[r]) + summs[r]
+        } else {
+            hsum8(lo[r], hi[r])
+        };
+    }
+}
+
+/// [`kernel`] with the fused multiply-add if the engine has one.
+#[inline(always)]
+fn run<F: Format, const R: usize>(
+    w: &[u8],
+    row_bytes: usize,
+    a: &[u8],
+    nb: usize,
+    out: &mut [f32],
+) {
+    #[cfg(target_feature = "relaxed-simd")]
+    if madd_is_fused() {
+        return kernel::<F, true, R>(w, row_bytes, a, nb, out);
+    }
+    kernel::<F, false, R>(w, row_bytes, a, nb, out)
+}
+
+/// One row.
+#[inline(always)]
+fn one<F: Format>(w: &[u8], a: &[u8], nb: usize) -> f32 {
+    let mut out = [0f32];
+    run::<F, 1>(w, nb * F::WB, a, nb, &mut out);
+    out[0]
+}
+
+/// Q4_0 · Q8_0.
+pub(crate) fn q4_0_q8_0(w: &[u8], a: &[u8], nb: usize) -> f32 {
+    one::<Q4_0>(w, a, nb)
+}
+
+/// Q4_1 · Q8_1.
+pub(crate) fn q4_1_q8_1(w: &[u8], a: &[u8], nb: usize) -> f32 {
+    one::<Q4_1>(w, a, nb)
+}
+
+/// Q5_0 · Q8_0.
+pub(crate) fn q5_0_q8_0(w: &[u8], a: &[u8], nb: usize) -> f32 {
+    one::<Q5_0>(w, a, nb)
+}
+
+/// Q5_1 · Q8_1.
+pub(crate) fn q5_1_q8_1(w: &[u8], a: &[u8], nb: usize) -> f32 {
+    one::<Q5_1>(w, a, nb)
+}
+
+/// Q8_0 · Q8_0.
+pub(crate) fn q8_0_q8_0(w: &[u8], a: &[u8], nb: usize) -> f32 {
+    one::<Q8_0>(w, a, nb)
+}
+
+/// Rows of `row_bytes` in `w`, `ROWS` at a time, for the formats with a multi-row
+/// kernel; returns how many rows of `out` were written (a multiple of `ROWS`), 0 for
+/// other formats.
+pub(crate) fn rows(
+    ty: super::super::GgmlType,
+    w: &[u8],
+    row_bytes: usize,
+    a: &[u8],
+    nb: usize,
+    out: &mut [f32],
+) -> usize {
+    use super::super::GgmlType as T;
+    const ROWS: usize = 2;
+    fn go<F: Format>(w: &[u8], rb: usize, a: &[u8], nb: usize, out: &mut [f32]) -> usize {
+        let n = out.len() / ROWS * ROWS;
+        for (o, wr) in out[..n].chunks_exact_mut(ROWS).zip(w.chunks(ROWS * rb)) {
+            run::<F, ROWS>(wr, rb, a, nb, o);
+        }
+        n
+    }
+    match ty {
+        T::Q4_0 => go::<Q4_0>(w, row_bytes, a, nb, out),
+        T::Q4_1 => go::<Q4_1>(w, row_bytes, a, nb, out),
+        T::Q5_0 => go::<Q5_0>(w, row_bytes, a, nb, out),
+        T::Q5_1 => go::<Q5_1>(w, row_bytes, a, nb, out),
+        T::Q8_0 => go::<Q8_0>(w, row_bytes, a, nb, out),
+        _ => 0,
+    }
+}
+
+/// Q8_1 · Q8_1: per-block terms `sumi * (dx * dy)` added in block order, four blocks'
+/// integer sums and scales at a time.
+pub(crate) fn q8_1_q8_1(w: &[u8], a: &[u8], nb: usize) -> f32 {
+    const B: usize = q8_1::BLOCK_BYTES;
+    assert!(w.len() >= nb * B && a.len() >= nb * B);
+    // SAFETY: `x`, `y` point to whole blocks.
+    let block = |x: *const u8, y: *const u8| unsafe {
+        dot_i8_i8(
+            dot_i8_i8(zero(), ld(x.add(4)), ld(y.add(4))),
+            ld(x.add(20)),
+            ld(y.add(20)),
+        )
+    };
+    let (wp, ap) = (w.as_ptr(), a.as_ptr());
+    let mut sumf = 0f32;
+    let mut i = 0;
+    // SAFETY: blocks i..i+4 are in bounds (checked above).
+    unsafe {
+        while i + 4 <= nb {
+            let (x, y) = (wp.add(i * B), ap.add(i * B));
+            let s = hsum4(
+                block(x, y),
+                block(x.add(B), y.add(B)),
+                block(x.add(2 * B), y.add(2 * B)),
+                block(x.add(3 * B), y.add(3 * B)),
+            );
+            let d = f16_pair_products(gather_pairs_u16::<B, B>(x, y));
+            sumf = add_lanes_in_order(sumf, f32x4_mul(f32x4_convert_i32x4(s), d));
+            i += 4;
+        }
+    }
+    while i < nb {
+        let (x, y) = (&w[i * B..(i + 1) * B], &a[i * B..(i + 1) * B]);
+        let s = hsum(block(x.as_ptr(), y.as_ptr()));
+        sumf += s as f32 * (rd_f16(x, 0) * rd_f16(y, 0));
+        i += 1;
+    }
+    sumf
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `fma_exact` against the correctly rounded `f32::mul_add`, on random operands and
+    /// on sums crafted to fall near and on halfway points between two `f32` (where the
+    /// `f64` shortcut double-rounds and the slow path must take over).
+    #[test]
+    fn exact_fma_emulation_rounds_like_mul_add() {
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut ties = 0;
+        for i in 0..200_000 {
+            let r = next();
+            let s = ((r >> 8) as i32) >> (14 + (r % 8) as u32); // |s| <= 2^17
+            let d =
+                f32::from_bits(((r >> 32) as u32 & 0x807f_ffff) | (((r % 40) as u32 + 100) << 23));
+            let acc = if i % 2 == 0 {
+                // Random magnitude.
+                f32::from_bits((next() as u32 & 0x807f_ffff) | (((next() % 60) as u32 + 100) << 23))
+            } else {
+                // acc such that d * s is about half an ulp of it, +- a little.
+                let p = d as f64 * s as f64;
+                let e = (p.abs().log2().floor() as i32 + 24).clamp(-100, 100);
+                let base = 2f64.powi(e) * if next() % 2 == 0 { 1.0 } else { -1.0 };
+                (base + (next() % 5) as f64 * 2f64.powi(e - 23)) as f32
+            };
+            let want = d.mul_add(s as f32, acc);
+            let t = d as f64 * s as f64 + acc as f64;
+            if t.to_bits() & 0x1FFF_FFFF == 0x1000_0000 {
+                ties += 1;
+            }
+            let got = f32x4_extract_lane::<0>(fma_exact(
+                f32x4_splat(d),
+                i32x4_splat(s),
+                f32x4_splat(acc),
+            ));
+            assert!(
+                got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                "fma({d:e}, {s}, {acc:e}): {got:e} vs {want:e}"
+            );
+        }
+        // The slow path was exercised.
+        assert!(ties > 100, "{ties} halfway sums");
+    }
+}

@@ -1,0 +1,158 @@
+//! WebAssembly SIMD128 (and relaxed-SIMD) kernels for the fused dequantize-and-dot
+//! products, selected at build time.
+//!
+//! * Built for `wasm32` with `-C target-feature=+simd128`, [`vec_dot`](super::vec_dot)
+//!   runs the kernels of this module; with `+simd128,+relaxed-simd` the integer dots
+//!   of unsigned weight codes use `i32x4.relaxed_dot_i8x16_i7x16_add_s` (the 0..127
+//!   operand always holds the weight codes, never activations, so the result is the
+//!   same on every engine; offsets such as Q4_0's `- 8` are applied through activation
+//!   block sums). Anywhere else the scalar kernels of the format modules run.
+//! * The scalar kernels stay the reference: [`vec_dot_reference`] runs them whatever
+//!   the build, for tests and benchmarks.
+//!
+//! Every quantized kernel computes the same exact integer sums as its scalar reference
+//! and then the same `f32` operations in the same order, so its results are
+//! **bit-identical** to the scalar ones (the tests check this). The F32/F16/BF16 dots
+//! accumulate in `f32` lanes (the scalar ones in `f64`), so those agree to rounding.
+//!
+//! [`vec_dot_rows`] is the multi-row form for matrix products: one activation row
+//! against several consecutive weight rows, sharing the activation loads and the
+//! activation-side work between rows.
+
+use super::{check_bytes, vec_dot_type, GgmlType, QuantError};
+use super::{float, q2_k, q3_k, q4_0, q4_1, q4_k, q5_0, q5_1, q5_k, q6_k, q8_0, q8_1, q8_k};
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod floats;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod kquants;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod legacy;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod prim;
+
+/// Which kernels [`vec_dot`](super::vec_dot) runs in this build: `"relaxed-simd"`,
+/// `"simd128"` or `"scalar"`.
+pub const KERNELS: &str = if cfg!(all(
+    target_arch = "wasm32",
+    target_feature = "simd128",
+    target_feature = "relaxed-simd"
+)) {
+    "relaxed-simd"
+} else if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) {
+    "simd128"
+} else {
+    "scalar"
+};
+
+/// The scalar reference kernel of [`vec_dot`](super::vec_dot), whatever the build
+/// (same arguments and checks).
+pub fn vec_dot_reference(ty: GgmlType, w: &[u8], act: &[u8], n: usize) -> Result<f32, QuantError> {
+    check_bytes(ty, n, w.len())?;
+    check_bytes(vec_dot_type(ty), n, act.len())?;
+    Ok(scalar(ty, w, act, n / ty.block_size()))
+}
+
+/// The scalar kernels, lengths checked (`nb` blocks).
+pub(super) fn scalar(ty: GgmlType, w: &[u8], act: &[u8], nb: usize) -> f32 {
+    match ty {
+        GgmlType::F32 => float::vec_dot_f32(w, act, nb),
+        GgmlType::F16 => float::vec_dot_f16(w, act, nb),
+        GgmlType::BF16 => float::vec_dot_bf16(w, act, nb),
+        GgmlType::Q4_0 => q4_0::vec_dot_scalar(w, act, nb),
+        GgmlType::Q4_1 => q4_1::vec_dot_scalar(w, act, nb),
+        GgmlType::Q5_0 => q5_0::vec_dot_scalar(w, act, nb),
+        GgmlType::Q5_1 => q5_1::vec_dot_scalar(w, act, nb),
+        GgmlType::Q8_0 => q8_0::vec_dot_scalar(w, act, nb),
+        GgmlType::Q8_1 => q8_1::vec_dot_scalar(w, act, nb),
+        GgmlType::Q2K => q2_k::vec_dot_scalar(w, act, nb),
+        GgmlType::Q3K => q3_k::vec_dot_scalar(w, act, nb),
+        GgmlType::Q4K => q4_k::vec_dot_scalar(w, act, nb),
+        GgmlType::Q5K => q5_k::vec_dot_scalar(w, act, nb),
+        GgmlType::Q6K => q6_k::vec_dot_scalar(w, act, nb),
+        GgmlType::Q8K => q8_k::vec_dot_scalar(w, act, nb),
+    }
+}
+
+/// The SIMD128 kernels, lengths checked (`nb` blocks).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline]
+pub(super) fn simd(ty: GgmlType, w: &[u8], act: &[u8], nb: usize) -> f32 {
+    match ty {
+        GgmlType::F32 => floats::f32_f32(w, act, nb),
+        GgmlType::F16 => floats::f16_f16(w, act, nb),
+        GgmlType::BF16 => floats::bf16_bf16(w, act, nb),
+        GgmlType::Q4_0 => legacy::q4_0_q8_0(w, act, nb),
+        GgmlType::Q4_1 => legacy::q4_1_q8_1(w, act, nb),
+        GgmlType::Q5_0 => legacy::q5_0_q8_0(w, act, nb),
+        GgmlType::Q5_1 => legacy::q5_1_q8_1(w, act, nb),
+        GgmlType::Q8_0 => legacy::q8_0_q8_0(w, act, nb),
+        GgmlType::Q8_1 => legacy::q8_1_q8_1(w, act, nb),
+        GgmlType::Q2K => kquants::q2_k_q8_k(w, act, nb),
+        GgmlType::Q3K => kquants::q3_k_q8_k(w, act, nb),
+        GgmlType::Q4K => kquants::q4_k_q8_k(w, act, nb),
+        GgmlType::Q5K => kquants::q5_k_q8_k(w, act, nb),
+        GgmlType::Q6K => kquants::q6_k_q8_k(w, act, nb),
+        GgmlType::Q8K => kquants::q8_k_q8_k(w, act, nb),
+    }
+}
+
+/// Dots the activation row `act` (`n` elements in [`vec_dot_type`]`(ty)`) with each of
+/// the `out.len()` weight rows of `n` elements of type `ty` stored back to back in `w`:
+/// `out[r] = vec_dot(ty, w[r * row_bytes..][..row_bytes], act, n)`, bit for bit.
+pub fn vec_dot_rows(
+    ty: GgmlType,
+    w: &[u8],
+    act: &[u8],
+    n: usize,
+    out: &mut [f32],
+) -> Result<(), QuantError> {
+    check_bytes(vec_dot_type(ty), n, act.len())?;
+    let row = super::row_bytes(ty, n)?;
+    let total = row
+        .checked_mul(out.len())
+        .ok_or(QuantError::LengthMismatch {
+            what: "rows overflow usize",
+            expected: usize::MAX,
+            actual: out.len(),
+        })?;
+    if w.len() != total {
+        return Err(QuantError::LengthMismatch {
+            what: "weight bytes for the rows",
+            expected: total,
+            actual: w.len(),
+        });
+    }
+    let nb = n / ty.block_size();
+    if row == 0 {
+        out.fill(0.0);
+        return Ok(());
+    }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        let done = multi_rows(ty, w, act, nb, row, out);
+        for (o, wr) in out[done..]
+            .iter_mut()
+            .zip(w[done * row..].chunks_exact(row))
+        {
+            *o = simd(ty, wr, act, nb);
+        }
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    for (o, wr) in out.iter_mut().zip(w.chunks_exact(row)) {
+        *o = scalar(ty, wr, act, nb);
+    }
+    Ok(())
+}
+
+/// The formats with a multi-row kernel handle as many rows as they can (a multiple of
+/// their row count); returns how many rows of `out` were written.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn multi_rows(ty: GgmlType, w: &[u8], act: &[u8], nb: usize, row: usize, out: &mut [f32]) -> usize {
+    match ty {
+        GgmlType::Q2K | GgmlType::Q3K | GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K => {
+            kquants::rows(ty, w, row, act, nb, out)
+        }
+        _ => legacy::rows(ty, w, row, act, nb, out),
+    }
+}
