@@ -155,8 +155,9 @@ fn check_model(ty: &str) {
     );
     // Short prompt (case 0, 5 tokens, one batch): our kernels follow ggml's x86
     // summation order, so these logits equal llama.cpp's to the last bit or two.
-    // (F16 dots accumulate in f64 instead, so F16 is only close, not bit-equal.)
-    if ty != "f16" {
+    // Only Q4_1 so far: F16 dots accumulate in f64 here, and for Q8_0 weights llama.cpp
+    // takes another path for batches (llamafile's tinyBLAS), so those are close, not equal.
+    if ty == "q4_1" {
         assert!(
             case0_worst < 1e-4,
             "{ty}: case 0 prompt logits differ from llama.cpp by {case0_worst}"

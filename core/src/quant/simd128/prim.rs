@@ -244,19 +244,17 @@ pub(super) fn add_lanes_in_order(sum: f32, t: v128) -> f32 {
 /// `j` in `16*half..16*half + 16` (Q5_0/Q5_1 fifth bits), else 0.
 #[inline(always)]
 pub(super) fn fifth_bits(qh: v128, half: usize) -> v128 {
-    // Byte j of the result looks at byte j / 8 of qh and bit j % 8 of it. (A swizzle
-    // rather than a shuffle of `qh` with itself: LLVM turns the latter into a
-    // two-source shuffle, which Cranelift emits as two `pshufb` and a `por`.)
-    let idx = if half == 0 {
-        u64x2(0x0000_0000_0000_0000, 0x0101_0101_0101_0101)
+    // Byte j of the result looks at byte j / 8 of qh and bit j % 8 of it. The bytes
+    // are spread by a shuffle of two genuinely different vectors (qh, and qh >> 8):
+    // LLVM turns a one-source shuffle into one with an arbitrary second operand, which
+    // Cranelift then reads, creating false dependencies between loop iterations.
+    let qh8 = u32x4_shr(qh, 8);
+    let bytes = if half == 0 {
+        i8x16_shuffle::<0, 0, 0, 0, 0, 0, 0, 0, 16, 16, 16, 16, 16, 16, 16, 16>(qh, qh8)
     } else {
-        u64x2(0x0202_0202_0202_0202, 0x0303_0303_0303_0303)
+        i8x16_shuffle::<2, 2, 2, 2, 2, 2, 2, 2, 18, 18, 18, 18, 18, 18, 18, 18>(qh, qh8)
     };
-    #[cfg(target_feature = "relaxed-simd")]
-    let bytes = i8x16_relaxed_swizzle(qh, idx);
-    #[cfg(not(target_feature = "relaxed-simd"))]
-    let bytes = i8x16_swizzle(qh, idx);
     let bit = u64x2_splat(0x8040_2010_0804_0201);
-    // 0 or 1 per byte, then 0 or 0x10 (a 16-bit shift cannot carry across bytes here).
-    i16x8_shl(u8x16_min(v128_and(bytes, bit), u8x16_splat(1)), 4)
+    let set = i8x16_eq(v128_and(bytes, bit), bit);
+    v128_and(set, u8x16_splat(0x10))
 }
