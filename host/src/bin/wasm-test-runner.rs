@@ -6,14 +6,18 @@
 //! ```
 //!
 //! The guest gets this process's stdio, arguments (`PROGRAM.wasm ARGS...`) and
-//! environment, and read-write preopens of the current directory (as `.` and as its
-//! absolute path), of the workspace this runner was built from (as its absolute path,
-//! so `env!("CARGO_MANIFEST_DIR")` paths work) and of every directory listed in
-//! `WASM_RUNNER_DIRS` (`:`-separated). `WASM_RUNNER_SAVE_CWASM=FILE` also writes the
-//! compiled component (an ELF object: `objdump -d FILE`); `WASM_RUNNER_PERFMAP=1`
-//! writes `/tmp/perf-PID.map` for `perf record`. SIMD, relaxed SIMD, memory64 and multi-memory
-//! are enabled. The process exits with the guest's exit code (1 if `run` fails, 1
-//! with a message on a trap).
+//! environment, and read-write preopens of the current directory (as `.`) and, under
+//! their absolute paths (so `env!("CARGO_MANIFEST_DIR")` paths work), of the
+//! workspace this runner was built from, of every directory listed in
+//! `WASM_RUNNER_DIRS` (`:`-separated) and of the current directory, except those
+//! inside another. SIMD, relaxed SIMD, memory64 and multi-memory are enabled. The
+//! process exits with the guest's exit code (1 if `run` fails, 1 with a message on a
+//! trap; under `cargo test`, pass `-- --nocapture` to see a failed assertion's
+//! message, since a panic aborts the guest before the harness prints it).
+//!
+//! For looking at the generated code: `WASM_RUNNER_SAVE_CWASM=FILE` also writes the
+//! compiled component (an ELF object: `objdump -d FILE`), `WASM_RUNNER_PERFMAP=1`
+//! writes `/tmp/perf-PID.map` for `perf record`.
 //!
 //! Setup (see `.cargo/config.toml` and `scripts/wasm-runner.sh`):
 //!
@@ -47,11 +51,15 @@ impl WasiView for State {
 }
 
 /// The directories the guest can see: `(host path, guest path)`.
+///
+/// The guest's libc resolves an absolute path through the preopen with the longest
+/// matching prefix, without normalizing `..`: `/repo/core/../fixtures` through a
+/// `/repo/core` preopen would escape it and fail. So directories inside another
+/// preopened one are not preopened again (the current directory, typically a crate of
+/// the workspace, is reached through the workspace root).
 fn preopens() -> Result<Vec<(PathBuf, String)>> {
-    let mut dirs = Vec::new();
     let cwd = std::env::current_dir().context("reading the current directory")?;
-    dirs.push((cwd.clone(), ".".to_owned()));
-    let mut absolute = vec![cwd];
+    let mut absolute = Vec::new();
     // The workspace root (parent of this crate's directory), where fixtures live.
     if let Some(root) = Path::new(env!("CARGO_MANIFEST_DIR")).parent() {
         if root.is_dir() {
@@ -66,16 +74,24 @@ fn preopens() -> Result<Vec<(PathBuf, String)>> {
                 .map(PathBuf::from),
         );
     }
+    absolute.push(cwd.clone());
+    let mut canonical = Vec::new();
     for dir in absolute {
         let dir = dir
             .canonicalize()
             .with_context(|| format!("preopen {}", dir.display()))?;
-        let guest = dir
-            .to_str()
-            .with_context(|| format!("non-UTF-8 path {}", dir.display()))?
-            .to_owned();
-        if !dirs.iter().any(|(_, g)| *g == guest) {
-            dirs.push((dir, guest));
+        dir.to_str()
+            .with_context(|| format!("non-UTF-8 path {}", dir.display()))?;
+        canonical.push(dir);
+    }
+    let mut dirs = vec![(cwd, ".".to_owned())];
+    for (i, dir) in canonical.iter().enumerate() {
+        let covered = canonical
+            .iter()
+            .enumerate()
+            .any(|(j, other)| j != i && dir.starts_with(other) && (dir != other || j < i));
+        if !covered {
+            dirs.push((dir.clone(), dir.to_string_lossy().into_owned()));
         }
     }
     Ok(dirs)

@@ -12,6 +12,9 @@
 //! emulation in `f64` (see [`fma_exact`]). Q8_1 keeps a sequential sum of per-block
 //! terms, like its reference. All are bit-identical to the reference kernels.
 
+// Kernels index several arrays (rows, blocks) with one counter.
+#![allow(clippy::needless_range_loop)]
+
 use core::arch::wasm32::*;
 
 use super::super::{q4_0, q4_1, q5_0, q5_1, q8_0, q8_1, rd_f16};

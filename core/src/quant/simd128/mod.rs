@@ -2,22 +2,33 @@
 //! products, selected at build time.
 //!
 //! * Built for `wasm32` with `-C target-feature=+simd128`, [`vec_dot`](super::vec_dot)
-//!   runs the kernels of this module; with `+simd128,+relaxed-simd` the integer dots
-//!   of unsigned weight codes use `i32x4.relaxed_dot_i8x16_i7x16_add_s` (the 0..127
-//!   operand always holds the weight codes, never activations, so the result is the
-//!   same on every engine; offsets such as Q4_0's `- 8` are applied through activation
-//!   block sums). Anywhere else the scalar kernels of the format modules run.
-//! * The scalar kernels stay the reference: [`vec_dot_reference`] runs them whatever
-//!   the build, for tests and benchmarks.
+//!   runs the kernels of this module; anywhere else the scalar kernels of the format
+//!   modules run. The scalar kernels stay the reference: [`vec_dot_reference`] runs
+//!   them whatever the build, for tests and benchmarks.
+//! * With `+simd128,+relaxed-simd` the products of unsigned weight codes with signed
+//!   activation bytes use the relaxed dot (`i16x8`/`i32x4.relaxed_dot_i8x16_i7x16`).
+//!   Its 7-bit operand always holds the weight codes (Q4 nibbles, Q6_K codes 0..63,
+//!   ...), never activations, so the result is the same on every engine; offsets such
+//!   as Q4_0's `- 8` are applied through activation sums (Q8_K's `bsums`, or sums
+//!   computed for Q8_0). Without relaxed-SIMD, 16-bit dots of even and odd bytes do
+//!   the same work in more instructions.
 //!
 //! Every quantized kernel computes the same exact integer sums as its scalar reference
 //! and then the same `f32` operations in the same order, so its results are
-//! **bit-identical** to the scalar ones (the tests check this). The F32/F16/BF16 dots
-//! accumulate in `f32` lanes (the scalar ones in `f64`), so those agree to rounding.
+//! **bit-identical** to the scalar ones (the tests check this):
+//! * Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 follow the reference's ggml-x86 order (eight lanes
+//!   of 4-element integer sums, each accumulated by a fused multiply-add): with
+//!   relaxed-SIMD the fused multiply-add is `f32x4.relaxed_madd` when the engine fuses
+//!   it (probed once; Wasmtime does on x86-64 with FMA and on aarch64), otherwise an
+//!   exact emulation through `f64` (correct but several times slower).
+//! * The K-quants sum each super-block exactly in integers (the group scales applied
+//!   by `i32x4.dot_i16x8_s`), then apply the reference's `f32` formula.
+//! * The F32/F16/BF16 dots accumulate in `f32` lanes (the scalar ones in `f64`), so
+//!   those agree to rounding only.
 //!
 //! [`vec_dot_rows`] is the multi-row form for matrix products: one activation row
-//! against several consecutive weight rows, sharing the activation loads and the
-//! activation-side work between rows.
+//! against consecutive weight rows (two at a time for most formats), sharing the
+//! activation loads and the activation-side scale conversions between rows.
 
 use super::{check_bytes, vec_dot_type, GgmlType, QuantError};
 use super::{float, q2_k, q3_k, q4_0, q4_1, q4_k, q5_0, q5_1, q5_k, q6_k, q8_0, q8_1, q8_k};
