@@ -4,31 +4,42 @@
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use chord_core::bert::BertEmbedder;
 use chord_core::engine::{self, Engine, EngineError};
 use chord_core::eval::TopLogits;
-use chord_core::gguf::ByteSource;
+use chord_core::gguf::{ByteSource, Gguf};
+use chord_core::pooling::{self, EmbedError, Embedder};
 use chord_core::sampler;
 use chord_core::weights::WeightMemory;
 
 use crate::exports::wasm_chord::llm::parity::{EvalResult, GreedyStep, Position};
 use crate::memory::{self, WasmWeights};
 use crate::source::BlobSource;
-use crate::wasm_chord::llm::types::{Error, FinishReason, ModelInfo, SamplingParams, Usage};
+use crate::wasm_chord::llm::types::{
+    EmbedOptions, Embedding, Embeddings, Error, FinishReason, ModelInfo, Pooling, SamplingParams,
+    Usage,
+};
 use crate::wasm_chord::llm::weights;
 
 /// Distinguishes loads, so that a generation never runs on another model than the
 /// one it started on (after `select-model`).
 static LOADS: AtomicU64 = AtomicU64::new(0);
 
+/// What a GGUF file turns into: decoders generate (and embed), encoders only embed.
+enum Model {
+    Decoder(Engine),
+    Encoder(BertEmbedder),
+}
+
 pub struct Loaded {
-    engine: Engine,
+    model: Model,
     weights: WasmWeights,
     info: ModelInfo,
     id: u64,
 }
 
 /// Errors while loading: every engine error means the file is unusable.
-fn load_error(e: EngineError) -> Error {
+fn load_error(e: impl std::fmt::Display) -> Error {
     Error::UnsupportedModel(e.to_string())
 }
 
@@ -39,7 +50,9 @@ fn request_error(e: EngineError) -> Error {
         EngineError::InvalidInput(_) | EngineError::Sampler(_) | EngineError::Tokenizer(_) => {
             Error::InvalidInput(e.to_string())
         }
-        EngineError::Gguf(_) | EngineError::Model(_) => Error::Runtime(e.to_string()),
+        EngineError::Gguf(_) | EngineError::Model(_) | EngineError::Metadata(_) => {
+            Error::Runtime(e.to_string())
+        }
     }
 }
 
@@ -62,7 +75,27 @@ impl Loaded {
         let t_copy = t0.elapsed();
         // The header is parsed through the import (windowed reads); the tensors are
         // read from the weights memory.
-        let engine = Engine::load(&src, Box::new(weights)).map_err(load_error)?;
+        let header = Gguf::read_header(&src).map_err(load_error)?;
+        let (model, info) = match header.architecture().map_err(load_error)? {
+            "bert" => {
+                let b = BertEmbedder::from_gguf(&header, Box::new(weights)).map_err(load_error)?;
+                let c = &b.model.cfg;
+                let info = engine::ModelInfo::describe(
+                    &header,
+                    "bert",
+                    c.n_ctx_train,
+                    c.n_vocab,
+                    c.n_embd,
+                    c.n_layer,
+                );
+                (Model::Encoder(b), info)
+            }
+            _ => {
+                let e = Engine::from_gguf(&header, Box::new(weights)).map_err(load_error)?;
+                let info = e.info().clone();
+                (Model::Decoder(e), info)
+            }
+        };
         if trace {
             eprintln!(
                 "[wasm-chord guest] model {name:?}: {} MiB copied into the weights memory in {t_copy:.2?}, \
@@ -71,10 +104,10 @@ impl Loaded {
                 t0.elapsed() - t_copy
             );
         }
-        let info = to_wit_info(engine.info(), weights.len());
+        let info = to_wit_info(&info, weights.len());
         let id = LOADS.fetch_add(1, Ordering::Relaxed) + 1;
         Ok(Self {
-            engine,
+            model,
             weights,
             info,
             id,
@@ -85,15 +118,34 @@ impl Loaded {
         self.info.clone()
     }
 
+    /// The decoder, for the calls only decoders serve.
+    fn engine(&self) -> Result<&Engine, Error> {
+        match &self.model {
+            Model::Decoder(e) => Ok(e),
+            Model::Encoder(_) => Err(Error::UnsupportedModel(format!(
+                "'{}' is an embedding model: it can embed and tokenize, not generate",
+                self.info.architecture
+            ))),
+        }
+    }
+
+    fn embedder(&self) -> &dyn Embedder {
+        match &self.model {
+            Model::Decoder(e) => e,
+            Model::Encoder(b) => b,
+        }
+    }
+
     pub fn tokenize(
         &mut self,
         text: &str,
         add_special: bool,
         parse_special: bool,
     ) -> Result<Vec<u32>, Error> {
-        self.engine
-            .tokenize(text, add_special, parse_special)
-            .map_err(request_error)
+        self.embedder()
+            .tokenizer()
+            .encode(text, add_special, parse_special)
+            .map_err(|e| Error::InvalidInput(e.to_string()))
     }
 
     pub fn detokenize(&mut self, tokens: &[u32]) -> Result<String, Error> {
@@ -103,13 +155,16 @@ impl Loaded {
                 "token id {bad} is outside the vocabulary ({vocab} tokens)"
             )));
         }
-        self.engine.detokenize(tokens).map_err(request_error)
+        self.embedder()
+            .tokenizer()
+            .decode(tokens, false)
+            .map_err(|e| Error::InvalidInput(e.to_string()))
     }
 
     pub fn start(&mut self, prompt: &str, params: &SamplingParams) -> Result<Stream, Error> {
         let params = self.sampling_params(params)?;
         let generation = self
-            .engine
+            .engine()?
             .start_generation(prompt, &params)
             .map_err(request_error)?;
         Ok(Stream {
@@ -146,11 +201,29 @@ impl Loaded {
         Ok(out)
     }
 
-    pub fn embed(&mut self, _texts: &[String]) -> Result<Vec<Vec<f32>>, Error> {
-        Err(Error::UnsupportedModel(format!(
-            "embeddings are not supported for architecture '{}' yet",
-            self.info.architecture
-        )))
+    pub fn embed(&mut self, texts: &[String], opts: EmbedOptions) -> Result<Embeddings, Error> {
+        let e = self.embedder();
+        let opts = pooling::EmbedOptions {
+            pooling: opts.pooling.map(from_wit_pooling),
+            normalize: opts.normalize,
+            truncate: opts.truncate,
+        };
+        let def = e.default_pooling();
+        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let data = e.embed(&texts, &opts).map_err(embed_error)?;
+        Ok(Embeddings {
+            dim: e.dim() as u32,
+            pooling: to_wit_pooling(opts.pooling.unwrap_or(def.pooling)),
+            normalized: opts.normalize.unwrap_or(def.normalize),
+            data: data
+                .into_iter()
+                .map(|d| Embedding {
+                    ids: d.ids,
+                    values: d.values,
+                    truncated: d.truncated,
+                })
+                .collect(),
+        })
     }
 
     pub fn eval_logits(
@@ -174,7 +247,7 @@ impl Loaded {
         }
         let top_k = top_k.min(self.info.vocab_size) as usize;
         let r = self
-            .engine
+            .engine()?
             .eval_logits(ids, greedy_steps as usize, top_k)
             .map_err(request_error)?;
         Ok(EvalResult {
@@ -201,6 +274,36 @@ impl Loaded {
                 ))
             })?;
         Ok(memory::checksum(&self.weights, offset, len))
+    }
+}
+
+/// Bad texts are the caller's fault; anything else means the model is unusable.
+fn embed_error(e: EmbedError) -> Error {
+    match e {
+        EmbedError::EmptyInput { .. }
+        | EmbedError::TooLong { .. }
+        | EmbedError::InvalidInput(_)
+        | EmbedError::Tokenizer(_) => Error::InvalidInput(e.to_string()),
+        EmbedError::Engine(e) => request_error(e),
+        other => Error::Runtime(other.to_string()),
+    }
+}
+
+fn from_wit_pooling(p: Pooling) -> pooling::Pooling {
+    match p {
+        Pooling::Mean => pooling::Pooling::Mean,
+        Pooling::Cls => pooling::Pooling::Cls,
+        Pooling::Last => pooling::Pooling::Last,
+        Pooling::None => pooling::Pooling::None,
+    }
+}
+
+fn to_wit_pooling(p: pooling::Pooling) -> Pooling {
+    match p {
+        pooling::Pooling::Mean => Pooling::Mean,
+        pooling::Pooling::Cls => Pooling::Cls,
+        pooling::Pooling::Last => Pooling::Last,
+        pooling::Pooling::None => Pooling::None,
     }
 }
 
@@ -242,7 +345,7 @@ impl Stream {
         }
         self.generation
             .borrow_mut()
-            .next_chunk(&model.engine)
+            .next_chunk(model.engine()?)
             .map_err(request_error)
     }
 

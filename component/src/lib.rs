@@ -19,7 +19,9 @@ use std::cell::RefCell;
 use exports::wasm_chord::llm::diagnostics::{self, MemorySizes};
 use exports::wasm_chord::llm::inference::{self, GenerationResult};
 use exports::wasm_chord::llm::parity::{self, EvalResult};
-use wasm_chord::llm::types::{Error, FinishReason, ModelInfo, SamplingParams, Usage};
+use wasm_chord::llm::types::{
+    EmbedOptions, Embeddings, Error, FinishReason, ModelInfo, SamplingParams, Usage,
+};
 
 wit_bindgen::generate!({
     path: "../wit",
@@ -99,8 +101,8 @@ impl inference::Guest for Component {
         Ok(inference::Generation::new(stream))
     }
 
-    fn embed(texts: Vec<String>) -> Result<Vec<Vec<f32>>, Error> {
-        with_model(|m| m.embed(&texts))
+    fn embed(texts: Vec<String>, options: EmbedOptions) -> Result<Embeddings, Error> {
+        with_model(|m| m.embed(&texts, options))
     }
 }
 

@@ -4,6 +4,7 @@
 use crate::eval::{self, EvalResult};
 use crate::gguf::{ByteSource, Gguf, GgufError};
 use crate::model::{DecoderModel, Logits, ModelError, Session};
+use crate::pooling::{Pooling, PoolingConfig};
 use crate::sampler::{Sampler, SamplerError, SamplingParams};
 use crate::tokenizer::{Tokenizer, TokenizerError};
 use crate::weights::WeightMemory;
@@ -22,6 +23,8 @@ pub enum EngineError {
     ContextOverflow { needed: usize, n_ctx: usize },
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    #[error("invalid model metadata: {0}")]
+    Metadata(String),
 }
 
 impl From<ModelError> for EngineError {
@@ -74,6 +77,9 @@ pub struct Engine {
     model: DecoderModel,
     tokenizer: Tokenizer,
     info: ModelInfo,
+    /// How [`crate::pooling::Embedder`] pools hidden states by default: the GGUF's
+    /// `<arch>.pooling_type`, else mean, as llama.cpp's `--embeddings`.
+    pooling: PoolingConfig,
 }
 
 impl Engine {
@@ -83,15 +89,35 @@ impl Engine {
         header: &dyn ByteSource,
         weights: Box<dyn WeightMemory>,
     ) -> Result<Self, EngineError> {
-        let g = Gguf::read_header(header)?;
-        let model = DecoderModel::load(&g, weights)?;
-        let tokenizer = Tokenizer::from_gguf(&g)?;
-        let info = model_info(&g, &model);
+        Self::from_gguf(&Gguf::read_header(header)?, weights)
+    }
+
+    /// Builds the model from an already parsed header.
+    pub fn from_gguf(g: &Gguf, weights: Box<dyn WeightMemory>) -> Result<Self, EngineError> {
+        let model = DecoderModel::load(g, weights)?;
+        let tokenizer = Tokenizer::from_gguf(g)?;
+        let cfg = &model.cfg;
+        let info = ModelInfo::describe(
+            g,
+            cfg.arch.name(),
+            cfg.n_ctx_train,
+            cfg.vocab_size,
+            cfg.n_embd,
+            cfg.n_layer,
+        );
+        let pooling = PoolingConfig::from_gguf(g, Pooling::Mean, false)
+            .map_err(|e| EngineError::Metadata(e.to_string()))?;
         Ok(Self {
             model,
             tokenizer,
             info,
+            pooling,
         })
+    }
+
+    /// The default pooling for embeddings.
+    pub fn pooling(&self) -> PoolingConfig {
+        self.pooling
     }
 
     pub fn info(&self) -> &ModelInfo {
@@ -304,24 +330,35 @@ impl Generation {
     }
 }
 
-fn model_info(g: &Gguf, model: &DecoderModel) -> ModelInfo {
-    let md = &g.metadata;
-    let quantization = md
-        .get_u32("general.file_type")
-        .ok()
-        .and_then(file_type_name)
-        .map(str::to_string)
-        .unwrap_or_else(|| commonest_type(g));
-    ModelInfo {
-        name: md.get_str("general.name").ok().map(str::to_string),
-        architecture: model.cfg.arch.name().to_string(),
-        context_length: model.cfg.n_ctx_train as u32,
-        vocab_size: model.cfg.vocab_size as u32,
-        embedding_length: model.cfg.n_embd as u32,
-        layer_count: model.cfg.n_layer as u32,
-        quantization,
-        parameter_count: DecoderModel::parameter_count(g),
-        weights_bytes: g.tensors.iter().map(|t| t.size_bytes).sum(),
+impl ModelInfo {
+    /// Name, quantization and sizes from the header; the shape from the model's
+    /// parsed configuration (any architecture, decoder or encoder).
+    pub fn describe(
+        g: &Gguf,
+        architecture: &str,
+        context_length: usize,
+        vocab_size: usize,
+        embedding_length: usize,
+        layer_count: usize,
+    ) -> Self {
+        let md = &g.metadata;
+        let quantization = md
+            .get_u32("general.file_type")
+            .ok()
+            .and_then(file_type_name)
+            .map(str::to_string)
+            .unwrap_or_else(|| commonest_type(g));
+        ModelInfo {
+            name: md.get_str("general.name").ok().map(str::to_string),
+            architecture: architecture.to_string(),
+            context_length: context_length as u32,
+            vocab_size: vocab_size as u32,
+            embedding_length: embedding_length as u32,
+            layer_count: layer_count as u32,
+            quantization,
+            parameter_count: g.tensors.iter().map(|t| t.n_elements()).sum(),
+            weights_bytes: g.tensors.iter().map(|t| t.size_bytes).sum(),
+        }
     }
 }
 

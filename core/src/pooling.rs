@@ -1,6 +1,6 @@
 //! Sentence embeddings: pooling of per-token hidden states, L2 normalisation, and the
 //! [`Embedder`] interface that both encoder models ([`crate::bert::BertEmbedder`]) and
-//! decoder models ([`DecoderEmbedder`], mean/last over the final normed hidden state)
+//! decoder models ([`Engine`], mean/last over the final normed hidden state)
 //! implement, so that every surface (CLI, component, HTTP) embeds the same way.
 //!
 //! Defaults come from the model (GGUF `<arch>.pooling_type`, or sentence-transformers'
@@ -9,8 +9,9 @@
 //! [`EmbedOptions::truncate`] is set; an input with no tokens (the empty text for a
 //! decoder without BOS) is an error, never a zero vector.
 
+use crate::engine::{Engine, EngineError};
 use crate::gguf::{ByteSource, Gguf, GgufError};
-use crate::model::{DecoderModel, ModelError};
+use crate::model::ModelError;
 use crate::safetensors::SafetensorsError;
 use crate::tokenizer::{Tokenizer, TokenizerError};
 use crate::weights::WeightMemory;
@@ -228,6 +229,8 @@ pub enum EmbedError {
     },
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
     #[error("architecture '{0}' cannot embed (supported: bert, llama, qwen2)")]
     UnsupportedArchitecture(String),
 }
@@ -391,50 +394,31 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     ab / (aa.sqrt() * bb.sqrt()).max(f64::MIN_POSITIVE)
 }
 
-/// Embeddings from a decoder (llama, qwen2): the pooled final normed hidden state,
-/// as llama.cpp computes with `--embeddings --pooling mean|last`.
-pub struct DecoderEmbedder {
-    pub model: DecoderModel,
-    pub tokenizer: Tokenizer,
-    pub pooling: PoolingConfig,
-}
-
-impl DecoderEmbedder {
-    /// Default pooling: `<arch>.pooling_type` if present, else mean; no normalisation.
-    pub fn load(g: &Gguf, weights: Box<dyn WeightMemory>) -> Result<Self, EmbedError> {
-        let pooling = PoolingConfig::from_gguf(g, Pooling::Mean, false)?;
-        let model = DecoderModel::load(g, weights)?;
-        let tokenizer = Tokenizer::from_gguf(g)?;
-        Ok(Self {
-            model,
-            tokenizer,
-            pooling,
-        })
-    }
-}
-
-impl Embedder for DecoderEmbedder {
+/// Decoders (llama, qwen2) embed too: the pooled final normed hidden state, as
+/// llama.cpp computes with `--embeddings --pooling mean|last`.
+impl Embedder for Engine {
     fn dim(&self) -> usize {
-        self.model.cfg.n_embd
+        self.model().cfg.n_embd
     }
 
     fn max_tokens(&self) -> usize {
-        self.model.cfg.n_ctx_train
+        self.model().cfg.n_ctx_train
     }
 
     fn default_pooling(&self) -> PoolingConfig {
-        self.pooling
+        self.pooling()
     }
 
     fn tokenizer(&self) -> &Tokenizer {
-        &self.tokenizer
+        Engine::tokenizer(self)
     }
 
     fn token_states(&self, seqs: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let model = self.model();
         seqs.iter()
             .map(|ids| {
-                let mut s = self.model.new_session(ids.len());
-                Ok(self.model.hidden_states(&mut s, ids)?)
+                let mut s = model.new_session(ids.len());
+                Ok(model.hidden_states(&mut s, ids)?)
             })
             .collect()
     }
@@ -449,7 +433,7 @@ pub fn load_gguf_embedder<S: ByteSource + ?Sized>(
     let g = Gguf::read_header(header)?;
     match g.architecture()? {
         "bert" => Ok(Box::new(crate::bert::BertEmbedder::from_gguf(&g, weights)?)),
-        "llama" | "qwen2" => Ok(Box::new(DecoderEmbedder::load(&g, weights)?)),
+        "llama" | "qwen2" => Ok(Box::new(Engine::from_gguf(&g, weights)?)),
         other => Err(EmbedError::UnsupportedArchitecture(other.to_string())),
     }
 }

@@ -1,2 +1,4 @@
 //! wasm-chord host library.
+pub mod models;
+pub mod native;
 pub mod runtime;

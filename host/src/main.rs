@@ -4,9 +4,7 @@
 //! this binary; without it the model runs inside the wasm component (Wasmtime).
 
 mod commands;
-mod native;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -34,17 +32,6 @@ enum Command {
     Embed(commands::embed::Args),
     /// Convert a Hugging Face BERT directory (safetensors) to GGUF (f32, f16, q8_0).
     Convert(commands::convert::Args),
-}
-
-/// The default model: SmolLM2-135M-Instruct, fetched by `scripts/fetch-models.sh smollm2`.
-pub fn default_model() -> PathBuf {
-    let cache = std::env::var_os("WASM_CHORD_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/wasm-chord/models")
-        });
-    cache.join("smollm2-135m-instruct-q4_1.gguf")
 }
 
 fn main() -> ExitCode {

@@ -3,53 +3,17 @@
 //! the models (`scripts/fetch-models.sh`); a missing file fails the test with a
 //! message saying how to get it.
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Instant;
 
+use common::{component_path, smollm2};
+
 use chord::runtime::{
     fnv1a64, ComponentEngine, FinishReason, GuestError, RequestError, SamplingParams,
 };
-
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn component_path() -> PathBuf {
-    let p = std::env::var_os("WASM_CHORD_COMPONENT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/wasm-chord.wasm"));
-    assert!(
-        p.exists(),
-        "component {} is missing: build it first with `cargo xtask build --release` \
-         (or set WASM_CHORD_COMPONENT)",
-        p.display()
-    );
-    p
-}
-
-fn model_path(file: &str) -> PathBuf {
-    let dir = std::env::var_os("WASM_CHORD_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME is not set"))
-                .join(".cache/wasm-chord/models")
-        });
-    let p = dir.join(file);
-    assert!(
-        p.exists(),
-        "model {} is missing: run `scripts/fetch-models.sh` first",
-        p.display()
-    );
-    p
-}
-
-fn smollm2() -> PathBuf {
-    model_path("smollm2-135m-instruct-q4_1.gguf")
-}
 
 /// One engine for the whole test binary (compiling the component is slow; the
 /// `.cwasm` cache makes later runs fast).

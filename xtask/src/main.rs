@@ -86,10 +86,32 @@ fn target_dir(root: &Path) -> PathBuf {
     }
 }
 
+/// Installs the wasm32-wasip2 standard library with rustup when it is missing, so a
+/// fresh machine needs no separate setup step (without rustup, the build error says
+/// what to install).
+fn ensure_target_installed() {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.trim() == TARGET)
+        });
+    if matches!(installed, Ok(false)) {
+        eprintln!("xtask: installing the {TARGET} target (rustup target add {TARGET})");
+        let _ = Command::new("rustup")
+            .args(["target", "add", TARGET])
+            .status();
+    }
+}
+
 fn build(release: bool, out: Option<PathBuf>) -> Result<()> {
     let root = workspace_root();
     let target_dir = target_dir(&root);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+
+    ensure_target_installed();
 
     // 1. The guest's linked core module.
     let t0 = std::time::Instant::now();

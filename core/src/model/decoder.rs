@@ -356,9 +356,4 @@ impl DecoderModel {
         }
         Ok(out)
     }
-
-    /// Total number of weights (elements of every tensor).
-    pub fn parameter_count(g: &Gguf) -> u64 {
-        g.tensors.iter().map(|t| t.n_elements()).sum()
-    }
 }

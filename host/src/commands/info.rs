@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::native;
+use chord::native;
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use chord_core::tokenizer::Tokenizer;
 use serde_json::json;
 
-use crate::native;
+use chord::native;
 
 #[derive(clap::Args)]
 pub struct Args {

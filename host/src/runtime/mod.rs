@@ -47,7 +47,10 @@ mod bindings {
 
 pub use bindings::exports::wasm_chord::llm::diagnostics::MemorySizes;
 pub use bindings::exports::wasm_chord::llm::parity::{EvalResult, GreedyStep, Position};
-pub use bindings::wasm_chord::llm::types::{Error as GuestError, FinishReason, ModelInfo, Usage};
+pub use bindings::wasm_chord::llm::types::{
+    EmbedOptions, Embedding, Embeddings, Error as GuestError, FinishReason, ModelInfo, Pooling,
+    Usage,
+};
 
 /// Sampling parameters; `None` fields take the defaults documented in the WIT.
 pub type SamplingParams = bindings::wasm_chord::llm::types::SamplingParams;
@@ -347,8 +350,8 @@ impl ComponentEngine {
         self.request(|i| i.stream(prompt, params, on_chunk))
     }
 
-    pub fn embed(&self, texts: &[String]) -> RequestResult<Vec<Vec<f32>>> {
-        self.request(|i| i.embed(texts))
+    pub fn embed(&self, texts: &[String], options: EmbedOptions) -> RequestResult<Embeddings> {
+        self.request(|i| i.embed(texts, options))
     }
 
     pub fn logits(&self, ids: &[u32], greedy_steps: u32, top_k: u32) -> RequestResult<EvalResult> {
@@ -451,11 +454,11 @@ impl Instance {
         result
     }
 
-    pub fn embed(&mut self, texts: &[String]) -> RequestResult<Vec<Vec<f32>>> {
-        let r = self
-            .bindings
-            .wasm_chord_llm_inference()
-            .call_embed(&mut self.store, texts);
+    pub fn embed(&mut self, texts: &[String], options: EmbedOptions) -> RequestResult<Embeddings> {
+        let r =
+            self.bindings
+                .wasm_chord_llm_inference()
+                .call_embed(&mut self.store, texts, options);
         guest(r)
     }
 
