@@ -187,7 +187,7 @@ pub fn minilm_gguf(ty: chord_core::quant::GgmlType) -> Result<PathBuf> {
         |_, _, _| {},
     )?;
     // Write-then-rename: concurrent users never see a partial file.
-    let tmp = out.with_extension(format!("{}.tmp", std::process::id()));
+    let tmp = unique_tmp(&out);
     std::fs::write(&tmp, &gguf).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &out)?;
     Ok(out)
@@ -204,11 +204,19 @@ pub fn smollm2_as(ty: chord_core::quant::GgmlType) -> Result<PathBuf> {
     }
     let src = FileSource::open(&base)?;
     let g = Gguf::read(&src)?;
-    let tmp = out.with_extension(format!("{}.tmp", std::process::id()));
+    let tmp = unique_tmp(&out);
     let mut f = std::io::BufWriter::new(File::create(&tmp)?);
     chord_core::requantize::requantize(&src, &g, ty, &mut f, |_, _, _| {})?;
     f.flush()?;
     drop(f);
     std::fs::rename(&tmp, &out)?;
     Ok(out)
+}
+
+/// A temporary name next to `out`, unique per process and call (threads of one test
+/// binary may make the same file at once; the last rename wins, harmlessly).
+fn unique_tmp(out: &Path) -> PathBuf {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    out.with_extension(format!("{}-{n}.tmp", std::process::id()))
 }
