@@ -9,8 +9,8 @@
 #      cache, activations, tokenizer) at a full context next to the weights memory,
 #      which must stay under 10% of the model size.
 #
-#   scripts/bench-7b.sh                # context 2048 (the prefill takes a while)
-#   CONTEXT=256 scripts/bench-7b.sh    # quicker
+#   scripts/bench-7b.sh                       # a 2048-token session, 256-token prompt
+#   PROMPT_TOKENS=2044 scripts/bench-7b.sh    # fill the context (a long prefill)
 #
 # Not part of CI (scripts/test.sh runs the same test on a tiny synthetic model).
 # Lines starting with LARGE_MODEL are the results.
@@ -20,6 +20,7 @@ cd "$(dirname "$0")/.."
 cache="${WASM_CHORD_MODELS:-$HOME/.cache/wasm-chord/models}"
 model="$cache/synth-qwen2-7b-q4_k_m.gguf"
 context="${CONTEXT:-2048}"
+prompt_tokens="${PROMPT_TOKENS:-256}"
 log() { printf '[bench-7b] %s\n' "$*" >&2; }
 
 scripts/fetch-models.sh qwen2-7b-header
@@ -40,6 +41,6 @@ log "native speed (greedy, 8 tokens)"
   --prompt "Write a short story about a robot." >/dev/null
 
 log "component vs native, context $context"
-WASM_CHORD_LARGE_MODEL="$model" WASM_CHORD_CONTEXT="$context" \
+WASM_CHORD_LARGE_MODEL="$model" WASM_CHORD_CONTEXT="$context" WASM_CHORD_PROMPT_TOKENS="$prompt_tokens" \
   cargo test -p chord --test large_models -- --nocapture --test-threads 1 --exact \
   component_matches_native_greedy memory_0_stays_small_at_full_context
