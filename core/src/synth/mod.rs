@@ -17,7 +17,7 @@ use std::io::{self, Write};
 use crate::gguf::{Gguf, GgufError, GgufWriter};
 use crate::quant::{self, QuantError};
 
-pub use fill::Init;
+use fill::Init;
 pub use shape::{PlannedTensor, ShapeOverrides};
 
 #[derive(Debug, thiserror::Error)]

@@ -23,12 +23,6 @@ pub struct ShapeOverrides {
     pub head_count_kv: Option<u64>,
 }
 
-impl ShapeOverrides {
-    pub fn is_empty(&self) -> bool {
-        *self == Self::default()
-    }
-}
-
 /// One tensor of the synthetic file, in write order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PlannedTensor {
