@@ -31,7 +31,8 @@ pub fn ensure_weights_capacity(bytes: u64) -> Result<(), Error> {
     let have = unsafe { wsize() };
     if want > have && unsafe { wgrow(want - have) } < 0 {
         return Err(Error::OutOfMemory(format!(
-            "cannot grow the weights memory to {bytes} bytes ({} MiB): the host refused",
+            "the model does not fit: cannot grow the weights memory to {bytes} bytes ({} MiB), \
+             the host refused (over its memory limit or its available RAM)",
             bytes >> 20
         )));
     }

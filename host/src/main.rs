@@ -32,6 +32,8 @@ enum Command {
     Embed(commands::embed::Args),
     /// Convert a Hugging Face BERT directory (safetensors) to GGUF (f32, f16, q8_0).
     Convert(commands::convert::Args),
+    /// Write a full-size GGUF with random weights from a real model's header.
+    Synth(commands::synth::Args),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         Command::Info(a) => commands::info::run(a),
         Command::Embed(a) => commands::embed::run(a),
         Command::Convert(a) => commands::convert::run(a),
+        Command::Synth(a) => commands::synth::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,8 @@
 /// Keys and values of every past position, per layer, in f32 (as llama.cpp with an F32
-/// cache). Grows with the sequence up to `n_ctx` so short requests stay small.
+/// cache). A layer's buffers take their full `n_ctx` capacity at the first push (the
+/// session is sized for prompt + max tokens), so they are allocated once: growing by
+/// doubling would leave freed smaller buffers behind in a wasm memory 0 that never
+/// shrinks, up to ~1.9x the cache.
 #[derive(Clone)]
 pub struct KvCache {
     pub(crate) keys: Vec<Vec<f32>>,
@@ -35,6 +38,14 @@ impl KvCache {
 
     /// Appends `n` positions of keys and values for `layer`.
     pub(crate) fn push(&mut self, layer: usize, k: &[f32], v: &[f32]) {
+        let full = self.n_ctx * self.kv_dim;
+        for buf in [&mut self.keys[layer], &mut self.values[layer]] {
+            // A context too large to reserve (max tokens far beyond what the request
+            // will use) falls back to growing as needed.
+            if buf.capacity() < full {
+                let _ = buf.try_reserve_exact(full - buf.len());
+            }
+        }
         self.keys[layer].extend_from_slice(k);
         self.values[layer].extend_from_slice(v);
     }

@@ -178,6 +178,14 @@ impl wasmtime::ResourceLimiter for Limiter {
         if desired as u64 > self.max_memory_bytes {
             return Ok(false);
         }
+        // A growth the machine cannot back would end in an OOM kill while the guest
+        // fills it: refuse it now, so the guest reports out-of-memory instead.
+        let growth = (desired - current) as u64;
+        if growth >= super::fit::CHECKED_GROWTH
+            && super::fit::refusal(growth, self.max_memory_bytes).is_some()
+        {
+            return Ok(false);
+        }
         self.grows.push((current as u64, desired as u64));
         Ok(true)
     }

@@ -18,6 +18,7 @@
 //! ```
 
 mod cache;
+pub mod fit;
 mod host;
 
 use std::collections::HashMap;
@@ -265,9 +266,11 @@ impl ComponentEngine {
         self.add_model("", gguf_path)
     }
 
-    /// Makes a model available under `name` (for `select-model`).
+    /// Makes a model available under `name` (for `select-model`). Fails if the model
+    /// cannot fit the current memory limit or the machine's available RAM.
     pub fn add_model(&mut self, name: &str, gguf_path: impl AsRef<Path>) -> Result<()> {
         let file = ModelFile::open(gguf_path.as_ref())?;
+        fit::check_model(file.path(), file.len(), self.limits.max_memory_bytes)?;
         self.models.insert(name.to_string(), Arc::new(file));
         Ok(())
     }
