@@ -4,5 +4,6 @@ pub mod embed;
 pub mod eval;
 pub mod generate;
 pub mod info;
+pub mod pack;
 pub mod quantize;
 pub mod tokenize;
