@@ -27,7 +27,10 @@ impl ByteSource for PackedHeader {
             .checked_add(buf.len() as u64)
             .filter(|&end| end <= self.len)
             .ok_or_else(|| {
-                io::Error::new(io::ErrorKind::UnexpectedEof, "read beyond the packed header")
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "read beyond the packed header",
+                )
             })?;
         let mut scratch = Vec::new();
         buf.copy_from_slice(self.weights.bytes(offset, buf.len(), &mut scratch));

@@ -56,7 +56,9 @@ fn smaps() -> String {
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let path = args.first().context("usage: packed_instances PACKED.wasm|.cwasm [N] [TOKENS]")?;
+    let path = args
+        .first()
+        .context("usage: packed_instances PACKED.wasm|.cwasm [N] [TOKENS]")?;
     let n: usize = args.get(1).map_or(Ok(4), |s| s.parse())?;
     let tokens: u32 = args.get(2).map_or(Ok(8), |s| s.parse())?;
 
@@ -83,7 +85,9 @@ fn main() -> Result<()> {
 
     let mut linker = Linker::<Wasi>::new(&engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(anyhow::Error::from)?;
-    let pre = linker.instantiate_pre(&component).map_err(anyhow::Error::from)?;
+    let pre = linker
+        .instantiate_pre(&component)
+        .map_err(anyhow::Error::from)?;
     let new_store = || {
         let mut store = Store::new(
             &engine,

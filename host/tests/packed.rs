@@ -194,7 +194,11 @@ fn info_prints_the_shard_layout() {
         .arg(packed())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("(packed component)"), "{text}");
     assert!(text.contains("3 shards"), "{text}");
@@ -205,7 +209,10 @@ fn info_prints_the_shard_layout() {
         .lines()
         .find(|l| l.trim_start().starts_with("output_norm.weight"))
         .unwrap_or_else(|| panic!("no output_norm line in {text}"));
-    assert!(line.contains("@ shard 2 + 0x") && line.contains("(virtual 0x2"), "{line}");
+    assert!(
+        line.contains("@ shard 2 + 0x") && line.contains("(virtual 0x2"),
+        "{line}"
+    );
 }
 
 /// A tensor larger than the shard size is refused with a typed error.

@@ -23,7 +23,10 @@ fn value_len(v: &Value) -> u64 {
 pub fn packed_header(header: &[u8], g: &Gguf, addresses: &[u64]) -> Result<Vec<u8>, PackError> {
     let bad = |why: String| PackError::Header(why);
     if g.version < 2 {
-        return Err(bad(format!("GGUF version {} is not supported (need 2 or 3)", g.version)));
+        return Err(bad(format!(
+            "GGUF version {} is not supported (need 2 or 3)",
+            g.version
+        )));
     }
     if header.len() as u64 != g.data_offset {
         return Err(bad("header length differs from the data offset".into()));
@@ -58,9 +61,15 @@ pub fn packed_header(header: &[u8], g: &Gguf, addresses: &[u64]) -> Result<Vec<u
     let check = Gguf::read_header(out.as_slice())?;
     let same = check.data_offset == g.data_offset
         && check.tensors.len() == addresses.len()
-        && check.tensors.iter().zip(addresses).all(|(t, &a)| t.offset == a);
+        && check
+            .tensors
+            .iter()
+            .zip(addresses)
+            .all(|(t, &a)| t.offset == a);
     if !same {
-        return Err(bad("the patched header does not read back as planned".into()));
+        return Err(bad(
+            "the patched header does not read back as planned".into()
+        ));
     }
     Ok(out)
 }
@@ -84,11 +93,15 @@ mod tests {
         );
         md.insert("llama.block_count", Value::U32(1));
         let mut w = GgufWriter::new(md);
-        w.add_tensor("token_embd.weight", &[32, 2], GgmlType::F32).unwrap();
-        w.add_tensor("blk.0.attn_q.weight", &[32, 4], GgmlType::F32).unwrap();
-        let mut bytes = Vec::new();
-        w.write(&mut bytes, |i, out| out.write_all(&vec![i as u8; [256, 512][i]]))
+        w.add_tensor("token_embd.weight", &[32, 2], GgmlType::F32)
             .unwrap();
+        w.add_tensor("blk.0.attn_q.weight", &[32, 4], GgmlType::F32)
+            .unwrap();
+        let mut bytes = Vec::new();
+        w.write(&mut bytes, |i, out| {
+            out.write_all(&vec![i as u8; [256, 512][i]])
+        })
+        .unwrap();
         let g = Gguf::read(bytes.as_slice()).unwrap();
         let header = &bytes[..g.data_offset as usize];
         let addresses = [g.data_offset + 64, (3 << 32) | 4096];

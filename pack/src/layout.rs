@@ -85,8 +85,8 @@ pub fn read_layout(component: &[u8]) -> Result<Layout, PackError> {
     while at < component.len() {
         let id = component[at];
         at += 1;
-        let size = leb_u32(component, &mut at).ok_or_else(|| not_packed("bad section size"))?
-            as usize;
+        let size =
+            leb_u32(component, &mut at).ok_or_else(|| not_packed("bad section size"))? as usize;
         let body = component
             .get(at..at + size)
             .ok_or_else(|| not_packed("truncated section"))?;

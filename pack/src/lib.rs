@@ -65,7 +65,11 @@ pub fn pack(
         })
         .collect();
     let plan = plan_shards(&spans, g.data_offset, g.alignment, shard_size)?;
-    let addresses: Vec<u64> = plan.placements.iter().map(|p| p.virtual_address()).collect();
+    let addresses: Vec<u64> = plan
+        .placements
+        .iter()
+        .map(|p| p.virtual_address())
+        .collect();
     let header = header::packed_header(&model[..g.data_offset as usize], &g, &addresses)?;
 
     let pages: Vec<u64> = plan
@@ -86,11 +90,13 @@ pub fn pack(
         .and_then(|e| e.validate(true).encode())
         .map_err(|e| PackError::Component(format!("wit-component: {e:#}")))?;
     let shards = plan.shard_lens.len() as u32;
-    let engine_sections = surgery::link_shards(&component, shards)?;
+    let linked = surgery::link_shards(&component, shards)?;
 
-    // Stream: preamble, shard modules, their instances, the engine, the layout.
+    // Stream: preamble, the engine's modules, shard modules, their instances, the
+    // rest of the engine, the layout.
     let mut w = CountingWriter { inner: out, n: 0 };
     w.write_all(&layout::COMPONENT_PREAMBLE)?;
+    w.write_all(&linked.before)?;
     let mut shard_infos = Vec::with_capacity(shards as usize);
     for (k, (&len, &pages)) in plan.shard_lens.iter().zip(&pages).enumerate() {
         let file_offset = write_shard_module(&mut w, len, pages, |w| {
@@ -115,16 +121,16 @@ pub fn pack(
             file_offset,
         });
     }
-    // Core instance section: instantiate shard module k (no imports) as instance k.
+    // Core instance section: instantiate shard k's module (no imports) as instance k.
     let mut instances = Vec::new();
     leb(&mut instances, u64::from(shards));
     for k in 0..shards {
         instances.push(0x00);
-        leb(&mut instances, u64::from(k));
+        leb(&mut instances, u64::from(linked.first_shard + k));
         leb(&mut instances, 0);
     }
     write_section(&mut w, 2, &instances)?;
-    w.write_all(&engine_sections)?;
+    w.write_all(&linked.after)?;
 
     let placements = plan.placements.iter().zip(&g.tensors);
     let layout = Layout {

@@ -189,7 +189,13 @@ mod tests {
     }
 
     /// Every tensor inside its shard, aligned, without overlaps.
-    fn check_invariants(tensors: &[TensorSpan], plan: &ShardPlan, header: u64, align_to: u64, cap: u64) {
+    fn check_invariants(
+        tensors: &[TensorSpan],
+        plan: &ShardPlan,
+        header: u64,
+        align_to: u64,
+        cap: u64,
+    ) {
         assert_eq!(plan.placements.len(), tensors.len());
         let mut ranges: Vec<(u32, u64, u64)> = vec![(0, 0, header)];
         for (t, p) in tensors.iter().zip(&plan.placements) {
@@ -209,7 +215,13 @@ mod tests {
         let m = model();
         let plan = plan_shards(&m, 100, 32, 1 << 20).unwrap();
         assert_eq!(plan.shard_lens.len(), 1);
-        assert_eq!(plan.placements[0], Placement { shard: 0, offset: 128 });
+        assert_eq!(
+            plan.placements[0],
+            Placement {
+                shard: 0,
+                offset: 128
+            }
+        );
         check_invariants(&m, &plan, 100, 32, 1 << 20);
         // Tensors follow each other in file order, aligned.
         assert_eq!(plan.placements[1].offset, 128 + 1000 + 24);
@@ -224,16 +236,45 @@ mod tests {
         let plan = plan_shards(&m, 64, 32, cap).unwrap();
         check_invariants(&m, &plan, 64, 32, cap);
         for l in 0..4 {
-            let shards: Vec<u32> = (0..3).map(|i| plan.placements[1 + 3 * l + i].shard).collect();
-            assert!(shards.iter().all(|&s| s == shards[0]), "layer {l} split: {shards:?}");
+            let shards: Vec<u32> = (0..3)
+                .map(|i| plan.placements[1 + 3 * l + i].shard)
+                .collect();
+            assert!(
+                shards.iter().all(|&s| s == shards[0]),
+                "layer {l} split: {shards:?}"
+            );
         }
         // A layer spans 852 bytes from a 32-aligned start. Shard 0: header, embeddings
         // (64..1064), layer 0 (1088..1940); layer 1 would overflow it and opens shard 1,
         // which also takes layer 2 (864..1716); layer 3 and output_norm go to shard 2.
-        assert_eq!(plan.placements[1], Placement { shard: 0, offset: 1088 });
-        assert_eq!(plan.placements[4], Placement { shard: 1, offset: 0 });
-        assert_eq!(plan.placements[7], Placement { shard: 1, offset: 864 });
-        assert_eq!(plan.placements[10], Placement { shard: 2, offset: 0 });
+        assert_eq!(
+            plan.placements[1],
+            Placement {
+                shard: 0,
+                offset: 1088
+            }
+        );
+        assert_eq!(
+            plan.placements[4],
+            Placement {
+                shard: 1,
+                offset: 0
+            }
+        );
+        assert_eq!(
+            plan.placements[7],
+            Placement {
+                shard: 1,
+                offset: 864
+            }
+        );
+        assert_eq!(
+            plan.placements[10],
+            Placement {
+                shard: 2,
+                offset: 0
+            }
+        );
         assert_eq!(plan.shard_lens.len(), 3);
         assert_eq!(
             plan.placements[4].virtual_address(),
@@ -277,7 +318,10 @@ mod tests {
             plan_shards(&m, 0, 32, 2 << 30),
             Err(PlanError::BadShardSize(2 << 30))
         );
-        assert_eq!(plan_shards(&m, 0, 24, 4096), Err(PlanError::BadAlignment(24)));
+        assert_eq!(
+            plan_shards(&m, 0, 24, 4096),
+            Err(PlanError::BadAlignment(24))
+        );
         assert_eq!(
             plan_shards(&m, 5000, 32, 4096),
             Err(PlanError::HeaderTooLarge {

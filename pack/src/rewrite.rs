@@ -82,7 +82,10 @@ pub fn rewrite_packed(core: &[u8], shards: &ShardMemories) -> Result<Vec<u8>, Pa
         let (ImportKind::Function(func), Some(which)) =
             (&import.kind, Intrinsic::from_name(&import.name))
         else {
-            return Err(err(format!("unknown import {}::{}", import.module, import.name)));
+            return Err(err(format!(
+                "unknown import {}::{}",
+                import.module, import.name
+            )));
         };
         let ty = module.types.get(module.funcs.get(*func).ty());
         let (params, results) = which.signature();
@@ -130,7 +133,9 @@ pub fn rewrite_packed(core: &[u8], shards: &ShardMemories) -> Result<Vec<u8>, Pa
         for elem in module.elements.iter() {
             if let walrus::ElementItems::Functions(fs) = &elem.items {
                 if fs.contains(func) {
-                    return Err(err(format!("intrinsic {which:?} is referenced from a table")));
+                    return Err(err(format!(
+                        "intrinsic {which:?} is referenced from a table"
+                    )));
                 }
             }
         }

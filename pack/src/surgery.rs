@@ -3,9 +3,12 @@
 //! `wit_component` refuses core modules that import memories, so the engine is
 //! componentized with its shard memories *defined*; here the engine module is
 //! changed to import them (`wasm-chord:shardK` / `memory`), and the component
-//! gains, in front of everything else, K data-only shard modules and their K core
-//! instances. Every later core module and core instance index therefore moves up by
-//! K, and the engine's instantiation gets one more argument per shard.
+//! gains K data-only shard modules and their K core instances, inserted right
+//! before the first core instance: after the engine's own modules (Wasmtime 48
+//! records code offsets as u32, so code must stay in the first 4 GiB of the
+//! file), before every instantiation. Later core module indices and every core
+//! instance index move up by K, and the engine's instantiation gets one more
+//! argument per shard.
 
 use std::convert::Infallible;
 
@@ -25,17 +28,30 @@ fn err(why: impl Into<String>) -> PackError {
     PackError::Component(why.into())
 }
 
-/// The engine component's sections, re-encoded (without the 8-byte preamble), for
-/// a component in which core modules and instances `0..shards` are the shards.
-pub fn link_shards(component: &[u8], shards: u32) -> Result<Vec<u8>, PackError> {
-    let (main, main_bytes) = find_engine_module(component, shards)?;
-    let main_bytes = import_shard_memories(main_bytes, shards)?;
+/// The engine component re-encoded around the shards (without the 8-byte preamble).
+pub struct Linked {
+    /// Sections before the shards: the engine's modules (and types, imports...).
+    pub before: Vec<u8>,
+    /// Sections after the shards' instances.
+    pub after: Vec<u8>,
+    /// Core module index of shard 0 (shard k is `first_shard + k`); core instance
+    /// k is shard k.
+    pub first_shard: u32,
+}
+
+/// Re-encodes the engine component for a component in which core modules
+/// `first_shard..first_shard + shards` and core instances `0..shards` are the shards.
+pub fn link_shards(component: &[u8], shards: u32) -> Result<Linked, PackError> {
+    let scan = scan(component, shards)?;
+    let main_bytes = import_shard_memories(scan.main_bytes, shards)?;
     let mut linker = ShardLinker {
         shards,
-        main,
+        first_shard: scan.modules_before_instances,
+        main: scan.main,
         main_bytes,
         modules_seen: 0,
         main_instantiated: false,
+        split: None,
     };
     let mut out = wasm_encoder::Component::new();
     linker
@@ -44,14 +60,31 @@ pub fn link_shards(component: &[u8], shards: u32) -> Result<Vec<u8>, PackError> 
     if !linker.main_instantiated {
         return Err(err("the engine module is never instantiated"));
     }
+    let split = linker
+        .split
+        .ok_or_else(|| err("the engine component has no core instances"))?;
     let bytes = out.finish();
-    Ok(bytes[8..].to_vec())
+    Ok(Linked {
+        before: bytes[8..split].to_vec(),
+        after: bytes[split..].to_vec(),
+        first_shard: scan.modules_before_instances,
+    })
 }
 
-/// Index and bytes of the core module with `1 + shards` memories (the engine's).
-fn find_engine_module(component: &[u8], shards: u32) -> Result<(u32, &[u8]), PackError> {
+struct Scan<'a> {
+    /// Index of the engine module.
+    main: u32,
+    main_bytes: &'a [u8],
+    /// Core modules defined before the first core instance section.
+    modules_before_instances: u32,
+}
+
+/// Finds the core module with `1 + shards` memories (the engine's) and counts the
+/// modules defined before the first core instance.
+fn scan(component: &[u8], shards: u32) -> Result<Scan<'_>, PackError> {
     let mut index = 0;
     let mut found = None;
+    let mut before_instances = None;
     let mut parser = Parser::new(0);
     let mut rest = component;
     while !rest.is_empty() {
@@ -78,11 +111,27 @@ fn find_engine_module(component: &[u8], shards: u32) -> Result<(u32, &[u8]), Pac
             Payload::ComponentSection {
                 unchecked_range, ..
             } => rest = &rest[unchecked_range.len()..],
+            Payload::InstanceSection(_) => {
+                before_instances.get_or_insert(index);
+            }
             Payload::End(_) => break,
             _ => {}
         }
     }
-    found.ok_or_else(|| err("no core module defines the shard memories"))
+    let (main, main_bytes) =
+        found.ok_or_else(|| err("no core module defines the shard memories"))?;
+    let modules_before_instances =
+        before_instances.ok_or_else(|| err("the engine component has no core instances"))?;
+    if main >= modules_before_instances {
+        return Err(err(
+            "the engine module is defined after the first core instance",
+        ));
+    }
+    Ok(Scan {
+        main,
+        main_bytes,
+        modules_before_instances,
+    })
 }
 
 fn count_memories(module: &[u8]) -> Result<u32, PackError> {
@@ -107,7 +156,10 @@ fn import_shard_memories(module: &[u8], shards: u32) -> Result<Vec<u8>, PackErro
     for (k, &id) in ids.iter().skip(1).enumerate() {
         let mem = m.memories.get(id);
         if mem.import.is_some() || mem.memory64 || !mem.data_segments.is_empty() {
-            return Err(err(format!("memory {} is not an empty shard memory", k + 1)));
+            return Err(err(format!(
+                "memory {} is not an empty shard memory",
+                k + 1
+            )));
         }
         let import = m
             .imports
@@ -122,11 +174,25 @@ fn import_shard_memories(module: &[u8], shards: u32) -> Result<Vec<u8>, PackErro
 
 struct ShardLinker {
     shards: u32,
+    /// Original modules below this index keep it; the others move up by `shards`.
+    first_shard: u32,
     /// Index of the engine module before the shards are inserted.
     main: u32,
     main_bytes: Vec<u8>,
     modules_seen: u32,
     main_instantiated: bool,
+    /// Byte offset (in the re-encoded component) where the shards go.
+    split: Option<usize>,
+}
+
+impl ShardLinker {
+    fn module(&self, module: u32) -> u32 {
+        if module < self.first_shard {
+            module
+        } else {
+            module + self.shards
+        }
+    }
 }
 
 impl Reencode for ShardLinker {
@@ -135,7 +201,7 @@ impl Reencode for ShardLinker {
 
 impl ReencodeComponent for ShardLinker {
     fn module_index(&mut self, module: u32) -> u32 {
-        module + self.shards
+        self.module(module)
     }
 
     fn instance_index(&mut self, instance: u32) -> u32 {
@@ -145,10 +211,27 @@ impl ReencodeComponent for ShardLinker {
     fn outer_module_index(&mut self, count: u32, module: u32) -> u32 {
         // Only wit-component's top level has modules; nested references are by type.
         if count == 0 {
-            module + self.shards
+            self.module(module)
         } else {
             module
         }
+    }
+
+    fn parse_component_payload(
+        &mut self,
+        component: &mut wasm_encoder::Component,
+        payload: Payload<'_>,
+        whole_component: &[u8],
+    ) -> Result<(), wasm_encoder::reencode::Error<Infallible>> {
+        if matches!(payload, Payload::InstanceSection(_)) && self.split.is_none() {
+            self.split = Some(component.as_slice().len());
+        }
+        wasm_encoder::reencode::component_utils::parse_component_payload(
+            self,
+            component,
+            payload,
+            whole_component,
+        )
     }
 
     fn parse_component_submodule(
@@ -178,9 +261,12 @@ impl ReencodeComponent for ShardLinker {
         instance: wasmparser::Instance<'_>,
     ) -> Result<(), wasm_encoder::reencode::Error<Infallible>> {
         match instance {
-            wasmparser::Instance::Instantiate { module_index, args } if module_index == self.main => {
+            wasmparser::Instance::Instantiate { module_index, args }
+                if module_index == self.main =>
+            {
                 self.main_instantiated = true;
-                let names: Vec<String> = (0..self.shards as usize).map(shard_import_module).collect();
+                let names: Vec<String> =
+                    (0..self.shards as usize).map(shard_import_module).collect();
                 let mut all: Vec<(&str, ModuleArg)> = args
                     .iter()
                     .map(|a| (a.name, ModuleArg::Instance(a.index + self.shards)))
@@ -191,10 +277,12 @@ impl ReencodeComponent for ShardLinker {
                         .enumerate()
                         .map(|(k, n)| (n.as_str(), ModuleArg::Instance(k as u32))),
                 );
-                instances.instantiate(module_index + self.shards, all);
+                instances.instantiate(self.module(module_index), all);
                 Ok(())
             }
-            other => wasm_encoder::reencode::component_utils::parse_instance(self, instances, other),
+            other => {
+                wasm_encoder::reencode::component_utils::parse_instance(self, instances, other)
+            }
         }
     }
 }

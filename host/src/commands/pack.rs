@@ -93,7 +93,11 @@ pub fn run(a: Args) -> Result<()> {
             .context("precompiling the packed component")?;
         let cwasm = a.out.with_extension("cwasm");
         std::fs::write(&cwasm, compiled).with_context(|| format!("writing {}", cwasm.display()))?;
-        eprintln!("chord: precompiled {} in {:.1?}", cwasm.display(), t0.elapsed());
+        eprintln!(
+            "chord: precompiled {} in {:.1?}",
+            cwasm.display(),
+            t0.elapsed()
+        );
     }
     Ok(())
 }
@@ -104,7 +108,10 @@ pub fn print_layout(path: &Path, tensors: bool) -> Result<()> {
     let layout = match chord_pack::read_layout(&bytes) {
         Ok(l) => l,
         Err(e) if !chord_pack::is_wasm(&bytes) => {
-            bail!("{}: precompiled components carry no layout; run info on the .wasm ({e})", path.display())
+            bail!(
+                "{}: precompiled components carry no layout; run info on the .wasm ({e})",
+                path.display()
+            )
         }
         Err(e) => return Err(e.into()),
     };

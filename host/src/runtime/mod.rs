@@ -224,7 +224,8 @@ impl ComponentEngine {
     /// Loads (compiling, or reading the compiled cache next to it) the component.
     pub fn new(component_path: impl AsRef<Path>) -> Result<Self> {
         let component_path = component_path.as_ref();
-        let engine = wasmtime::Engine::new(&wasmtime_config()).ctx("creating the Wasmtime engine")?;
+        let engine =
+            wasmtime::Engine::new(&wasmtime_config()).ctx("creating the Wasmtime engine")?;
 
         let t0 = Instant::now();
         let (component, from_cache, cache_path) = cache::load_component(&engine, component_path)?;
