@@ -112,7 +112,7 @@ impl ByteSource for BlobSource {
                 continue;
             }
             // Large reads go straight through; small ones refill the window.
-            let want = (end - at).max(WINDOW).min(CHUNK).min(self.len - at);
+            let want = (end - at).clamp(WINDOW, CHUNK).min(self.len - at);
             let data = self.blob.read(at, want as u32).map_err(io::Error::other)?;
             if data.len() as u64 != want {
                 return Err(io::Error::new(
