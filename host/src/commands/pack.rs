@@ -83,6 +83,20 @@ pub fn run(a: Args) -> Result<()> {
         t0.elapsed()
     );
 
+    // Wasmtime 48 keeps each module's data offset in the compiled artefact as a
+    // u32 (wasmtime-environ module_artifacts.rs): compiling panics past 4 GiB of data.
+    let data: u64 = layout.shards.iter().map(|s| s.len).sum();
+    if data >= 1 << 32 {
+        eprintln!(
+            "chord: warning: {:.2} GiB of weights; Wasmtime 48 cannot compile a component \
+             holding 4 GiB or more of data segments",
+            data as f64 / (1u64 << 30) as f64
+        );
+        if a.precompile {
+            bail!("not precompiling: Wasmtime 48 cannot compile more than 4 GiB of data");
+        }
+    }
+
     if a.precompile {
         let t0 = Instant::now();
         let engine = wasmtime::Engine::new(&chord::runtime::wasmtime_config())
