@@ -7,19 +7,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chord_core::bert::BertEmbedder;
 use chord_core::engine::{self, Engine, EngineError};
 use chord_core::eval::TopLogits;
-use chord_core::gguf::{ByteSource, Gguf};
+use chord_core::gguf::Gguf;
 use chord_core::pooling::{self, EmbedError, Embedder};
 use chord_core::sampler;
 use chord_core::weights::WeightMemory;
 
 use crate::exports::wasm_chord::llm::parity::{EvalResult, GreedyStep, Position};
 use crate::memory::{self, WasmWeights};
-use crate::source::BlobSource;
+#[cfg(feature = "packed")]
+use crate::packed::open_model;
+#[cfg(not(feature = "packed"))]
+use crate::source::open_model;
 use crate::wasm_chord::llm::types::{
     EmbedOptions, Embedding, Embeddings, Error, FinishReason, ModelInfo, Pooling, SamplingParams,
     Usage,
 };
-use crate::wasm_chord::llm::weights;
 
 /// Distinguishes loads, so that a generation never runs on another model than the
 /// one it started on (after `select-model`).
@@ -57,24 +59,14 @@ fn request_error(e: EngineError) -> Error {
 }
 
 impl Loaded {
-    /// Opens the model `name` through the `weights` import, checks its header,
-    /// copies it into the weights memory and builds the engine.
+    /// Opens the model `name` (through the `weights` import, or the shard memories
+    /// of a packed component), checks its header and builds the engine.
     pub fn load(name: &str) -> Result<Self, Error> {
-        let blob = weights::open(name).ok_or(Error::ModelNotFound)?;
-        let src = BlobSource::new(blob);
-        // Refuse what is not GGUF before growing the weights memory.
-        let mut magic = [0u8; 4];
-        if src.read_at(0, &mut magic).is_err() || &magic != b"GGUF" {
-            return Err(Error::UnsupportedModel(format!(
-                "not a GGUF file (magic {magic:02x?})"
-            )));
-        }
         let trace = std::env::var_os("WASM_CHORD_TRACE").is_some();
         let t0 = std::time::Instant::now();
-        let weights = src.copy_into_weights_memory()?;
+        let (src, weights) = open_model(name)?;
         let t_copy = t0.elapsed();
-        // The header is parsed through the import (windowed reads); the tensors are
-        // read from the weights memory.
+        // The header is parsed from `src`; the tensors are read from the weights memory.
         let header = Gguf::read_header(&src).map_err(load_error)?;
         let (model, info) = match header.architecture().map_err(load_error)? {
             "bert" => {
@@ -98,9 +90,9 @@ impl Loaded {
         };
         if trace {
             eprintln!(
-                "[wasm-chord guest] model {name:?}: {} MiB copied into the weights memory in {t_copy:.2?}, \
+                "[wasm-chord guest] model {name:?}: {} MiB of weights ready in {t_copy:.2?}, \
                  engine built in {:.2?}",
-                src.len() >> 20,
+                weights.len() >> 20,
                 t0.elapsed() - t_copy
             );
         }

@@ -7,11 +7,18 @@
 //! chunk by chunk, from the imported `weights` resource, so that an offset in the
 //! weights memory is the same offset in the file.
 //!
+//! With the `packed` feature the guest is the engine of a packed component
+//! (`chord pack`): the model is built in, spread over read-only shard memories (see
+//! `memory.rs` and `packed.rs`), and nothing but WASI is imported.
+//!
 //! Natively this crate is empty: it only builds for wasm32.
 #![cfg(target_arch = "wasm32")]
 
 mod backend;
 mod memory;
+#[cfg(feature = "packed")]
+mod packed;
+#[cfg(not(feature = "packed"))]
 mod source;
 
 use std::cell::RefCell;
@@ -23,15 +30,24 @@ use wasm_chord::llm::types::{
     EmbedOptions, Embeddings, Error, FinishReason, ModelInfo, SamplingParams, Usage,
 };
 
+#[cfg(not(feature = "packed"))]
 wit_bindgen::generate!({
     path: "../wit",
     world: "engine",
     generate_all,
 });
 
+#[cfg(feature = "packed")]
+wit_bindgen::generate!({
+    path: "../wit",
+    world: "packed-engine",
+    generate_all,
+});
+
 /// The model this instance uses, loaded lazily on first use.
 struct State {
-    /// Name passed to `weights.open` ("" is the host's default model).
+    /// Name passed to `weights.open` ("" is the host's default model; a packed
+    /// component only has that one).
     name: String,
     loaded: Option<backend::Loaded>,
 }

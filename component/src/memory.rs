@@ -1,13 +1,22 @@
-//! The 64-bit weights memory (memory index 1), reached through intrinsics that
-//! `cargo xtask build` rewrites into `memory.copy` / `memory.grow` / `memory.size`.
+//! The weights memory, reached through intrinsics that a post-link pass rewrites.
+//!
+//! Runtime-loaded build: one 64-bit memory (index 1) that `cargo xtask build`
+//! rewrites `wcopy`/`wstore`/`wgrow`/`wsize` into `memory.copy`/`grow`/`size` on.
+//!
+//! Packed build (feature `packed`): the weights are K read-only 32-bit shard
+//! memories. A weight address is virtual, `shard << 32 | offset`; `chord pack`
+//! rewrites `copy` into a dispatch on `src >> 32` to `memory.copy 0 shard`, and
+//! `len`/`header-len` into the constants of the packed model.
 
 use chord_core::weights::WeightMemory;
 
+#[cfg(not(feature = "packed"))]
 use crate::wasm_chord::llm::types::Error;
 
 /// Wasm page size.
 pub const PAGE: u64 = 65536;
 
+#[cfg(not(feature = "packed"))]
 #[link(wasm_import_module = "wasm-chord:intrinsics")]
 unsafe extern "C" {
     /// `memory.copy 0 1`: weights[src..src+len] -> memory0[dst..dst+len].
@@ -20,12 +29,40 @@ unsafe extern "C" {
     fn wsize() -> u64;
 }
 
+#[cfg(feature = "packed")]
+#[link(wasm_import_module = "wasm-chord:packed")]
+unsafe extern "C" {
+    /// `memory.copy 0 (src >> 32)`: shard[src & 0xffff_ffff..+len] -> memory0[dst..].
+    #[link_name = "copy"]
+    fn wcopy(dst: *mut u8, src: u64, len: usize);
+    /// End of the virtual weight address space (last shard's end).
+    #[link_name = "len"]
+    fn wlen() -> u64;
+    /// Bytes of the GGUF header at virtual address 0 (start of shard 0).
+    #[link_name = "header-len"]
+    fn wheader_len() -> u64;
+}
+
+/// Bytes of the packed GGUF header (metadata and tensor table with virtual offsets).
+#[cfg(feature = "packed")]
+pub fn header_len() -> u64 {
+    unsafe { wheader_len() }
+}
+
+/// Size of the weight address space in bytes.
+#[cfg(feature = "packed")]
+pub fn weights_memory_bytes() -> u64 {
+    unsafe { wlen() }
+}
+
 /// Current size of the weights memory in bytes.
+#[cfg(not(feature = "packed"))]
 pub fn weights_memory_bytes() -> u64 {
     unsafe { wsize() * PAGE }
 }
 
 /// Grows the weights memory to hold at least `bytes` bytes (it never shrinks).
+#[cfg(not(feature = "packed"))]
 pub fn ensure_weights_capacity(bytes: u64) -> Result<(), Error> {
     let want = bytes.div_ceil(PAGE);
     let have = unsafe { wsize() };
@@ -40,6 +77,7 @@ pub fn ensure_weights_capacity(bytes: u64) -> Result<(), Error> {
 }
 
 /// Writes `data` at `offset` of the weights memory (which must be large enough).
+#[cfg(not(feature = "packed"))]
 pub fn store(offset: u64, data: &[u8]) {
     assert!(
         offset + data.len() as u64 <= weights_memory_bytes(),
@@ -48,7 +86,8 @@ pub fn store(offset: u64, data: &[u8]) {
     unsafe { wstore(offset, data.as_ptr(), data.len()) }
 }
 
-/// The first `len` bytes of the weights memory: the model file, offset for offset.
+/// The first `len` bytes of the weights memory: the model file, offset for offset
+/// (packed: the virtual address space, whose tensor offsets the packed header gives).
 #[derive(Clone, Copy, Debug)]
 pub struct WasmWeights {
     len: u64,

@@ -8,7 +8,23 @@ use chord_core::gguf::ByteSource;
 
 use crate::memory;
 use crate::wasm_chord::llm::types::Error;
-use crate::wasm_chord::llm::weights::Blob;
+use crate::wasm_chord::llm::weights::{self, Blob};
+
+/// Opens the model `name` through the `weights` import and copies it into the
+/// weights memory: the header source and the weights.
+pub fn open_model(name: &str) -> Result<(BlobSource, memory::WasmWeights), Error> {
+    let blob = weights::open(name).ok_or(Error::ModelNotFound)?;
+    let src = BlobSource::new(blob);
+    // Refuse what is not GGUF before growing the weights memory.
+    let mut magic = [0u8; 4];
+    if src.read_at(0, &mut magic).is_err() || &magic != b"GGUF" {
+        return Err(Error::UnsupportedModel(format!(
+            "not a GGUF file (magic {magic:02x?})"
+        )));
+    }
+    let weights = src.copy_into_weights_memory()?;
+    Ok((src, weights))
+}
 
 /// Largest single `read` (the host caps reads at 64 MiB; Wasmtime's hostcall fuel
 /// is 128 MiB). 16 MiB keeps the transient memory-0 buffer small.
@@ -96,7 +112,7 @@ impl ByteSource for BlobSource {
                 continue;
             }
             // Large reads go straight through; small ones refill the window.
-            let want = (end - at).max(WINDOW).min(CHUNK).min(self.len - at);
+            let want = (end - at).clamp(WINDOW, CHUNK).min(self.len - at);
             let data = self.blob.read(at, want as u32).map_err(io::Error::other)?;
             if data.len() as u64 != want {
                 return Err(io::Error::new(

@@ -34,6 +34,8 @@ enum Command {
     Convert(commands::convert::Args),
     /// Write a full-size GGUF with random weights from a real model's header.
     Synth(commands::synth::Args),
+    /// Build a packed component: the engine with a GGUF model built in (weights in shard modules).
+    Pack(commands::pack::Args),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         Command::Embed(a) => commands::embed::run(a),
         Command::Convert(a) => commands::convert::run(a),
         Command::Synth(a) => commands::synth::run(a),
+        Command::Pack(a) => commands::pack::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,6 +7,10 @@
 //!    weights memory (memory index 1) that the module defines (walrus);
 //! 3. componentize (`wit_component::ComponentEncoder`);
 //! 4. validate the component (wasmparser, all features) and write it.
+//!
+//! It also builds the guest with the `packed` feature and writes that linked core
+//! module, intrinsics still imported, to `target/wasm-chord-packed-engine.wasm`:
+//! `chord pack` rewrites and componentizes it around a model's shard memories.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -63,7 +67,8 @@ fn run() -> Result<()> {
 }
 
 const USAGE: &str = "usage: cargo xtask build [--release] [--out PATH]\n\
-    builds the wasm-chord component into target/wasm-chord.wasm (or PATH)";
+    builds the wasm-chord component into target/wasm-chord.wasm (or PATH), and the\n\
+    packed-mode engine module (input of `chord pack`) next to it as wasm-chord-packed-engine.wasm";
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -114,9 +119,47 @@ fn build(release: bool, out: Option<PathBuf>) -> Result<()> {
     ensure_target_installed();
 
     // 1. The guest's linked core module.
+    let core = build_guest(&root, &target_dir, &cargo, release, false)?;
+
+    let component = finish(&core)?;
+
+    let out = out.unwrap_or_else(|| root.join("target").join("wasm-chord.wasm"));
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let tmp = out.with_extension("wasm.tmp");
+    std::fs::write(&tmp, &component).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &out).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("xtask: component written ({} KiB)", component.len() / 1024);
+    println!("{}", out.display());
+
+    // The packed-mode engine: validated here, rewritten and componentized by `chord pack`.
+    let packed = build_guest(&root, &target_dir, &cargo, release, true)?;
+    validate(&packed, false).context("the packed engine module does not validate")?;
+    let packed_out = out.with_file_name(PACKED_ENGINE);
+    let tmp = packed_out.with_extension("wasm.tmp");
+    std::fs::write(&tmp, &packed).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &packed_out)
+        .with_context(|| format!("writing {}", packed_out.display()))?;
+    eprintln!("xtask: packed engine written ({} KiB)", packed.len() / 1024);
+    println!("{}", packed_out.display());
+    Ok(())
+}
+
+/// File name (under `target/`) of the packed-mode engine module.
+const PACKED_ENGINE: &str = "wasm-chord-packed-engine.wasm";
+
+/// `cargo build` of the guest (with the `packed` feature or not): the linked core module.
+fn build_guest(
+    root: &Path,
+    target_dir: &Path,
+    cargo: &str,
+    release: bool,
+    packed: bool,
+) -> Result<Vec<u8>> {
     let t0 = std::time::Instant::now();
-    let mut cmd = Command::new(&cargo);
-    cmd.current_dir(&root)
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root)
         .args(["build", "-p", GUEST_PACKAGE, "--target", TARGET])
         .env(
             "CARGO_ENCODED_RUSTFLAGS",
@@ -130,8 +173,12 @@ fn build(release: bool, out: Option<PathBuf>) -> Result<()> {
     if release {
         cmd.arg("--release");
     }
+    if packed {
+        cmd.args(["--features", "packed"]);
+    }
     eprintln!(
-        "xtask: building the guest ({})",
+        "xtask: building the {}guest ({})",
+        if packed { "packed " } else { "" },
         if release { "release" } else { "dev" }
     );
     let status = cmd.status().with_context(|| format!("running {cargo}"))?;
@@ -151,19 +198,7 @@ fn build(release: bool, out: Option<PathBuf>) -> Result<()> {
         core.len() / 1024,
         t0.elapsed()
     );
-
-    let component = finish(&core)?;
-
-    let out = out.unwrap_or_else(|| root.join("target").join("wasm-chord.wasm"));
-    if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let tmp = out.with_extension("wasm.tmp");
-    std::fs::write(&tmp, &component).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &out).with_context(|| format!("writing {}", out.display()))?;
-    eprintln!("xtask: component written ({} KiB)", component.len() / 1024);
-    println!("{}", out.display());
-    Ok(())
+    Ok(core)
 }
 
 /// Steps 2-4: rewrite, componentize, validate.

@@ -28,7 +28,12 @@ impl ComponentArgs {
     }
 
     /// Compiles (or loads from the cache) the component and serves `model` to it.
+    /// A packed component (`chord pack`) given as the model runs by itself instead.
     pub fn open(&self, model: &Path) -> Result<ComponentEngine> {
+        if chord::runtime::is_packed_component(model) {
+            return ComponentEngine::new(model)
+                .with_context(|| format!("loading packed component {}", model.display()));
+        }
         let path = self.component_path();
         if !path.exists() {
             bail!(

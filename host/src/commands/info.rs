@@ -6,7 +6,7 @@ use chord::native;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// GGUF model (tensor data may be missing).
+    /// GGUF model (tensor data may be missing), or a packed component (`chord pack`).
     #[arg(long)]
     model: PathBuf,
     /// Also list every tensor.
@@ -15,6 +15,9 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
+    if chord::runtime::is_packed_component(&a.model) {
+        return super::pack::print_layout(&a.model, a.tensors);
+    }
     let g = native::read_header(&a.model)?;
     println!("file:         {}", a.model.display());
     println!("gguf version: {}", g.version);

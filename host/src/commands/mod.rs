@@ -4,6 +4,7 @@ pub mod embed;
 pub mod eval;
 pub mod generate;
 pub mod info;
+pub mod pack;
 pub mod quantize;
 pub mod synth;
 pub mod tokenize;

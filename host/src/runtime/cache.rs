@@ -30,6 +30,25 @@ pub fn load_component(
     engine: &wasmtime::Engine,
     path: &Path,
 ) -> Result<(Component, bool, Option<PathBuf>)> {
+    // A `.cwasm` (`chord pack --precompile`) is loaded as is: mapping it lets the
+    // weights' memory images come straight from the page cache.
+    if wasmtime::Engine::detect_precompiled_file(path)
+        .ok()
+        .flatten()
+        .is_some()
+    {
+        // SAFETY: the file is a Wasmtime artefact (checked above); Wasmtime checks
+        // its header and refuses one compiled for another configuration.
+        let c = unsafe { Component::deserialize_file(engine, path) }
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+                format!(
+                    "loading the precompiled component {} (precompiled by another chord build?)",
+                    path.display()
+                )
+            })?;
+        return Ok((c, true, Some(path.to_path_buf())));
+    }
     let bytes = std::fs::read(path).with_context(|| {
         format!(
             "reading the component {} (build it with `cargo xtask build --release`)",

@@ -185,6 +185,29 @@ impl<T> WtContext<T> for std::result::Result<T, wasmtime::Error> {
 
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// The Wasmtime configuration of [`ComponentEngine`]: a component precompiled
+/// (`chord pack --precompile`) must use the same one to load.
+pub fn wasmtime_config() -> wasmtime::Config {
+    let mut config = wasmtime::Config::new();
+    config.wasm_component_model(true);
+    config.wasm_memory64(true);
+    config.wasm_multi_memory(true);
+    config.wasm_simd(true);
+    config.wasm_relaxed_simd(true);
+    config.epoch_interruption(true);
+    config
+}
+
+/// Whether `path` is a component with a model built in (`chord pack`: a `.wasm`
+/// component or its precompiled `.cwasm`) rather than a GGUF file to serve.
+pub fn is_packed_component(path: &Path) -> bool {
+    let mut magic = [0u8; 4];
+    let read = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+        .is_ok();
+    read && (&magic == b"\0asm" || &magic == b"\x7fELF")
+}
+
 /// The component, compiled once, instantiated per request.
 pub struct ComponentEngine {
     engine: wasmtime::Engine,
@@ -205,14 +228,8 @@ impl ComponentEngine {
     /// Loads (compiling, or reading the compiled cache next to it) the component.
     pub fn new(component_path: impl AsRef<Path>) -> Result<Self> {
         let component_path = component_path.as_ref();
-        let mut config = wasmtime::Config::new();
-        config.wasm_component_model(true);
-        config.wasm_memory64(true);
-        config.wasm_multi_memory(true);
-        config.wasm_simd(true);
-        config.wasm_relaxed_simd(true);
-        config.epoch_interruption(true);
-        let engine = wasmtime::Engine::new(&config).ctx("creating the Wasmtime engine")?;
+        let engine =
+            wasmtime::Engine::new(&wasmtime_config()).ctx("creating the Wasmtime engine")?;
 
         let t0 = Instant::now();
         let (component, from_cache, cache_path) = cache::load_component(&engine, component_path)?;
