@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use chord_core::synth::{ShapeOverrides, Synth};
 
-use crate::native;
+use chord::native;
 
 #[derive(clap::Args)]
 pub struct Args {
