@@ -4,7 +4,7 @@
 
 use super::{DecoderConfig, KvCache, ModelError};
 use crate::gguf::{Gguf, TensorInfo};
-use crate::ops::{self, MatmulScratch, Rope, WeightMatrix};
+use crate::ops::{self, AttnKernel, AttnScratch, MatmulScratch, Rope, WeightMatrix};
 use crate::quant::{self, GgmlType};
 use crate::weights::WeightMemory;
 
@@ -51,7 +51,7 @@ pub enum Logits {
 pub struct Session {
     pub kv: KvCache,
     scratch: MatmulScratch,
-    scores: Vec<f32>,
+    attn: AttnScratch,
 }
 
 impl Session {
@@ -189,7 +189,7 @@ impl DecoderModel {
         Session {
             kv: KvCache::new(self.cfg.n_layer, self.cfg.kv_dim(), n_ctx),
             scratch: MatmulScratch::default(),
-            scores: Vec::new(),
+            attn: AttnScratch::default(),
         }
     }
 
@@ -280,6 +280,7 @@ impl DecoderModel {
                 self.rope.apply(&mut k[t * kv..(t + 1) * kv], hd, pos0 + t);
             }
             s.kv.push(li, &k, &v);
+            let kernel = AttnKernel::for_batch(n);
             for t in 0..n {
                 ops::attend(
                     &q[t * d..(t + 1) * d],
@@ -290,7 +291,8 @@ impl DecoderModel {
                     cfg.n_head_kv,
                     hd,
                     &mut attn[t * d..(t + 1) * d],
-                    &mut s.scores,
+                    &mut s.attn,
+                    kernel,
                 );
             }
             ops::matmul(mem, &l.wo, &attn, n, &mut proj, &mut s.scratch)?;
@@ -302,9 +304,7 @@ impl DecoderModel {
             }
             ops::matmul(mem, &l.gate, &xn, n, &mut gate, &mut s.scratch)?;
             ops::matmul(mem, &l.up, &xn, n, &mut up, &mut s.scratch)?;
-            for (g, u) in gate.iter_mut().zip(&up) {
-                *g = ops::silu(*g) * u;
-            }
+            ops::ggml_order::swiglu(&mut gate, &up);
             ops::matmul(mem, &l.down, &gate, n, &mut proj, &mut s.scratch)?;
             ops::add_assign(&mut x, &proj);
         }
