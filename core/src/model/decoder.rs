@@ -9,7 +9,20 @@ use crate::quant::{self, GgmlType};
 use crate::weights::WeightMemory;
 
 /// Prompt tokens processed per forward chunk: bounds activation memory for long prompts.
+/// It divides [`LLAMA_UBATCH`], so every chunk lies inside one of llama.cpp's micro-batches.
 const PREFILL_CHUNK: usize = 256;
+
+/// llama.cpp's default micro-batch (`n_ubatch`). Its CPU backend picks some kernels by
+/// the number of tokens in the micro-batch (see [`AttnKernel`]); we pick the same ones,
+/// so that our float summation order, hence our logits, follow llama.cpp's.
+const LLAMA_UBATCH: usize = 512;
+
+/// The attention kernel llama.cpp would use for the chunk of `tokens` starting at token
+/// `start`: it depends on the size of the micro-batch that holds the chunk.
+fn chunk_kernel(tokens: usize, start: usize) -> AttnKernel {
+    let ubatch_start = start - start % LLAMA_UBATCH;
+    AttnKernel::for_batch((tokens - ubatch_start).min(LLAMA_UBATCH))
+}
 
 struct Layer {
     attn_norm: Vec<f32>,
@@ -221,7 +234,8 @@ impl DecoderModel {
         let mut logits = Vec::new();
         let n_chunks = tokens.len().div_ceil(PREFILL_CHUNK);
         for (i, chunk) in tokens.chunks(PREFILL_CHUNK).enumerate() {
-            let hidden = self.forward_chunk(s, chunk)?;
+            let kernel = chunk_kernel(tokens.len(), i * PREFILL_CHUNK);
+            let hidden = self.forward_chunk(s, chunk, kernel)?;
             let rows = match which {
                 Logits::All => 0..chunk.len(),
                 Logits::Last if i + 1 == n_chunks => chunk.len() - 1..chunk.len(),
@@ -232,8 +246,14 @@ impl DecoderModel {
         Ok(logits)
     }
 
-    /// The final hidden states (before the output norm) of `tokens`, appended to `s`.
-    fn forward_chunk(&self, s: &mut Session, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
+    /// The final hidden states (before the output norm) of `tokens`, appended to `s`;
+    /// `kernel` is the attention order of llama.cpp's micro-batch holding them.
+    fn forward_chunk(
+        &self,
+        s: &mut Session,
+        tokens: &[u32],
+        kernel: AttnKernel,
+    ) -> Result<Vec<f32>, ModelError> {
         let cfg = &self.cfg;
         let (n, d, kv, ff, hd) = (
             tokens.len(),
@@ -280,7 +300,6 @@ impl DecoderModel {
                 self.rope.apply(&mut k[t * kv..(t + 1) * kv], hd, pos0 + t);
             }
             s.kv.push(li, &k, &v);
-            let kernel = AttnKernel::for_batch(n);
             for t in 0..n {
                 ops::attend(
                     &q[t * d..(t + 1) * d],
@@ -346,8 +365,9 @@ impl DecoderModel {
     pub fn hidden_states(&self, s: &mut Session, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
         let d = self.cfg.n_embd;
         let mut out = Vec::with_capacity(tokens.len() * d);
-        for chunk in tokens.chunks(PREFILL_CHUNK) {
-            let hidden = self.forward_chunk(s, chunk)?;
+        for (i, chunk) in tokens.chunks(PREFILL_CHUNK).enumerate() {
+            let kernel = chunk_kernel(tokens.len(), i * PREFILL_CHUNK);
+            let hidden = self.forward_chunk(s, chunk, kernel)?;
             for row in hidden.chunks_exact(d) {
                 let mut normed = vec![0.0f32; d];
                 ops::rms_norm(row, &self.output_norm, self.cfg.rms_eps, &mut normed);
@@ -360,5 +380,20 @@ impl DecoderModel {
     /// Total number of weights (elements of every tensor).
     pub fn parameter_count(g: &Gguf) -> u64 {
         g.tensors.iter().map(|t| t.n_elements()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_take_the_kernel_of_llama_cpp_micro_batches() {
+        assert_eq!(chunk_kernel(1, 0), AttnKernel::Single);
+        assert_eq!(chunk_kernel(5, 0), AttnKernel::Batch);
+        // 513 tokens: llama.cpp runs 512, then a micro-batch of 1.
+        assert_eq!(chunk_kernel(513, 256), AttnKernel::Batch);
+        assert_eq!(chunk_kernel(513, 512), AttnKernel::Single);
+        assert_eq!(chunk_kernel(555, 512), AttnKernel::Batch);
     }
 }

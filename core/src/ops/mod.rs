@@ -2,7 +2,7 @@
 //! Each mirrors the ggml operation llama.cpp uses, including its summation precision.
 
 mod attention;
-pub(crate) mod ggml_order;
+pub mod ggml_order;
 mod matmul;
 mod norm;
 mod rope;
