@@ -84,8 +84,8 @@ fn vec_dot_f16_inner(w: &[u8], a: &[u8], n: usize) -> f32 {
         .chunks_exact(2 * DOT_STEP)
         .zip(a[..2 * np].chunks_exact(2 * DOT_STEP))
     {
-        for l in 0..DOT_STEP {
-            acc[l] = f16_at(ws, l).mul_add(f16_at(as_, l), acc[l]);
+        for (l, a) in acc.iter_mut().enumerate() {
+            *a = f16_at(ws, l).mul_add(f16_at(as_, l), *a);
         }
     }
     let mut sum = reduce_dot_lanes(&acc) as f64;
