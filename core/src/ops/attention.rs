@@ -5,7 +5,7 @@
 //! ([`AttnKernel`]). See [`super::ggml_order`] for why the order matters.
 
 use super::ggml_order::{
-    hsum16, reduce_dot_lanes, soft_max_exp, vec_dot_f32, with_fma, DOT_STEP, LANES,
+    fma, hsum16, reduce_dot_lanes, soft_max_exp, vec_dot_f32, with_fma, DOT_STEP, LANES,
 };
 
 /// The kernel llama.cpp's CPU backend picks for the `V · softmax(K·q)` product.
@@ -94,7 +94,7 @@ pub fn attend(
                     let v = &values[p * kv_dim + kv_off..][..head_dim];
                     let lane = &mut acc[(p % lanes) * head_dim..][..head_dim];
                     for (a, &vv) in lane.iter_mut().zip(v) {
-                        *a = vv.mul_add(w, *a);
+                        *a = fma(vv, w, *a);
                     }
                 }
                 let oh = &mut out[h * head_dim..(h + 1) * head_dim];

@@ -18,6 +18,37 @@ pub(crate) const LANES: usize = 16;
 /// Elements per step of `ggml_vec_dot_f32` (`GGML_F32_STEP`: four registers).
 pub(crate) const DOT_STEP: usize = 4 * LANES;
 
+/// `a * b + c` rounded once, as an FMA instruction. Where there is no such instruction
+/// (wasm), `f32::mul_add` is a libm call per element, too slow for attention; the f64
+/// route of [`fma_via_f64`] gives the same bits inline.
+#[inline(always)]
+pub(crate) fn fma(a: f32, b: f32, c: f32) -> f32 {
+    #[cfg(target_arch = "wasm32")]
+    {
+        fma_via_f64(a, b, c)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        a.mul_add(b, c)
+    }
+}
+
+/// An exact f32 FMA through f64: `a * b` is exact in f64, so the only error is the one
+/// rounding of the f64 sum, and rounding that sum to f32 gives the FMA's result unless
+/// the sum landed exactly halfway between two f32s (a tie the f64 rounding may have
+/// created) or in the f32 subnormal range; those rare cases take `f32::mul_add`.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+#[inline(always)]
+fn fma_via_f64(a: f32, b: f32, c: f32) -> f32 {
+    let s = a as f64 * b as f64 + c as f64;
+    let halfway = s.to_bits() & 0x1fff_ffff == 0x1000_0000;
+    if !halfway && (s == 0.0 || s.abs() >= f32::MIN_POSITIVE as f64) {
+        s as f32
+    } else {
+        a.mul_add(b, c)
+    }
+}
+
 /// `_mm512_reduce_add_ps`: the upper half is added to the lower half until one lane is
 /// left (GCC and Clang both expand it this way).
 #[inline(always)]
@@ -55,12 +86,12 @@ pub(crate) fn vec_dot_f32(x: &[f32], y: &[f32]) -> f32 {
         .zip(y[..np].chunks_exact(DOT_STEP))
     {
         for l in 0..DOT_STEP {
-            acc[l] = xs[l].mul_add(ys[l], acc[l]);
+            acc[l] = fma(xs[l], ys[l], acc[l]);
         }
     }
     let mut sum = reduce_dot_lanes(&acc);
     for i in np..n {
-        sum = x[i].mul_add(y[i], sum);
+        sum = fma(x[i], y[i], sum);
     }
     sum
 }
@@ -218,6 +249,24 @@ mod tests {
                 (s >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0
             })
             .collect()
+    }
+
+    #[test]
+    fn fma_via_f64_is_a_fused_multiply_add() {
+        let v = values(4000, 9);
+        for w in v.windows(3) {
+            let (a, b, c) = (w[0] * 3.0, w[1] * 1e-3, w[2]);
+            assert_eq!(fma_via_f64(a, b, c).to_bits(), a.mul_add(b, c).to_bits());
+        }
+        // Cases where plain f64 double rounding goes wrong, and subnormal results.
+        let (a, b) = (1.0f32 + f32::EPSILON, 1.0f32 - f32::EPSILON / 2.0);
+        assert_eq!(fma_via_f64(a, b, -1.0), a.mul_add(b, -1.0));
+        let c = f32::from_bits(0x3f80_0001);
+        assert_eq!(
+            fma_via_f64(c, 1.0 + f32::EPSILON * 0.5, 1e-30),
+            c.mul_add(1.0 + f32::EPSILON * 0.5, 1e-30)
+        );
+        assert_eq!(fma_via_f64(1e-20, 1e-20, 0.0), 1e-20f32.mul_add(1e-20, 0.0));
     }
 
     #[test]
