@@ -2,7 +2,11 @@
 //! files made by our own requantizer), against `fixtures/logits/`.
 //!
 //! Prints, per model: top-1 agreement, mean and worst mean-absolute logit error over
-//! llama.cpp's top-40 tokens, and how many greedy steps of our own path match.
+//! llama.cpp's top-40 tokens, how many positions are bit-near (error < 1e-4) and how many
+//! greedy steps of our own path match.
+//!
+//! `PARITY_CASES=0,2` runs only those fixture cases (forced decoding only, no asserts) and
+//! `PARITY_DEBUG=1` prints every position's error, to iterate on one op quickly.
 
 mod common;
 
@@ -13,12 +17,10 @@ use serde_json::Value;
 const AMBIGUOUS_MARGIN: f32 = 0.05;
 const MAX_MEAN_ABS_ERR: f32 = 0.02;
 const MIN_GREEDY_MATCH: usize = 16;
-const LOOSE_MEAN_ERR: f64 = 0.25;
-const LOOSE_WORST_ERR: f32 = 1.5;
-const LOOSE_TOP1: f64 = 0.93;
 
 struct Stats {
     positions: usize,
+    exact: usize,
     top1_agree: usize,
     top1_ambiguous_miss: usize,
     top1_miss: Vec<String>,
@@ -46,6 +48,9 @@ impl Stats {
         self.positions += 1;
         self.sum_err += err as f64;
         self.case_worst = self.case_worst.max(err);
+        if err < 1e-4 {
+            self.exact += 1;
+        }
         if err >= MAX_MEAN_ABS_ERR {
             self.over_limit += 1;
         }
@@ -72,6 +77,15 @@ impl Stats {
     }
 }
 
+/// `PARITY_CASES=0,2` restricts a run to those fixture cases (to iterate quickly); the
+/// thresholds are only asserted on full runs.
+fn case_selected(id: u64) -> bool {
+    match std::env::var("PARITY_CASES") {
+        Ok(list) => list.split(',').any(|c| c.trim().parse() == Ok(id)),
+        Err(_) => true,
+    }
+}
+
 fn check_model(ty: &str) {
     let model = common::load_decoder(&common::smollm2(ty));
     let vocab = model.cfg.vocab_size;
@@ -81,6 +95,7 @@ fn check_model(ty: &str) {
     .unwrap();
     let mut stats = Stats {
         positions: 0,
+        exact: 0,
         top1_agree: 0,
         top1_ambiguous_miss: 0,
         top1_miss: Vec::new(),
@@ -94,6 +109,9 @@ fn check_model(ty: &str) {
     for line in fixture.lines() {
         let case: Value = serde_json::from_str(line).unwrap();
         let id = case["case"].as_u64().unwrap();
+        if !case_selected(id) {
+            continue;
+        }
         let ids: Vec<u32> = case["ids"]
             .as_array()
             .unwrap()
@@ -128,6 +146,9 @@ fn check_model(ty: &str) {
             );
         }
 
+        if std::env::var_os("PARITY_CASES").is_some() {
+            continue;
+        }
         // Our own argmax path: it must follow llama.cpp's for the first 16 steps at least.
         let steps = MIN_GREEDY_MATCH;
         let mut session = model.new_session(ids.len() + steps);
@@ -141,7 +162,7 @@ fn check_model(ty: &str) {
         stats.case_worst = 0.0;
     }
     println!(
-        "PARITY smollm2-135m-instruct-{ty}: top-1 agreement {}/{} ({:.2}%, {} ambiguous misses), mean |logit err| {:.5}, worst {:.5} at {}, greedy match >= {} steps, {} positions over {MAX_MEAN_ABS_ERR}, top-1 misses: {:?}",
+        "PARITY smollm2-135m-instruct-{ty}: top-1 agreement {}/{} ({:.2}%, {} ambiguous misses), mean |logit err| {:.5}, worst {:.5} at {}, {} positions within 1e-4, greedy match >= {} steps, {} positions over {MAX_MEAN_ABS_ERR}, top-1 misses: {:?}",
         stats.top1_agree,
         stats.positions,
         100.0 * stats.top1_agree as f64 / stats.positions as f64,
@@ -149,34 +170,57 @@ fn check_model(ty: &str) {
         stats.sum_err / stats.positions as f64,
         stats.worst.0,
         stats.worst.1,
+        stats.exact,
         min_greedy,
         stats.over_limit,
         stats.top1_miss
     );
-    // Short prompt (case 0, 5 tokens, one batch): our kernels follow ggml's x86
-    // summation order, so these logits equal llama.cpp's to the last bit or two.
-    // Only Q4_1 so far: F16 dots accumulate in f64 here, and for Q8_0 weights llama.cpp
-    // takes another path for batches (llamafile's tinyBLAS), so those are close, not equal.
-    if ty == "q4_1" {
+    if std::env::var_os("PARITY_CASES").is_some() {
+        return;
+    }
+    // Issue 2's criterion. Every op follows the float order of the AVX-512 build of ggml
+    // that made the fixtures (see chord_core::ops::ggml_order), so the logits are
+    // llama.cpp's to the last bit or two almost everywhere.
+    assert!(
+        stats.top1_miss.is_empty(),
+        "{ty}: top-1 differs from llama.cpp's: {:?}",
+        stats.top1_miss
+    );
+    let limit = position_limit(ty);
+    assert!(
+        stats.worst.0 < limit,
+        "{ty}: mean |logit error| {} at {} (limit {limit} per position)",
+        stats.worst.0,
+        stats.worst.1
+    );
+    let mean = stats.sum_err / stats.positions as f64;
+    assert!(
+        mean < MAX_MEAN_ABS_ERR as f64,
+        "{ty}: mean |logit error| {mean} over all positions"
+    );
+    assert!(
+        min_greedy >= MIN_GREEDY_MATCH,
+        "{ty}: our greedy path leaves llama.cpp's after {min_greedy} steps"
+    );
+    if ty != "f16" {
         assert!(
             case0_worst < 1e-4,
             "{ty}: case 0 prompt logits differ from llama.cpp by {case0_worst}"
         );
     }
-    // Longer prompts and single-token decode steps: some op still differs from ggml's
-    // SIMD order (attention's f32 dots / softmax are the suspects), and the tiny
-    // differences get amplified where activation codes flip.
-    // Known gap against issue 2's 0.02 criterion; these bounds catch regressions.
-    let mean = stats.sum_err / stats.positions as f64;
-    assert!(mean < LOOSE_MEAN_ERR, "{ty}: mean |logit error| {mean}");
-    assert!(
-        stats.worst.0 < LOOSE_WORST_ERR,
-        "{ty}: worst |logit error| {} at {}",
-        stats.worst.0,
-        stats.worst.1
-    );
-    let agree = stats.top1_agree as f64 / stats.positions as f64;
-    assert!(agree >= LOOSE_TOP1, "{ty}: top-1 agreement {agree}");
+}
+
+/// The bound on one position's mean |logit error|: issue 2's 0.02, except for F16 until
+/// `ops::matmul` calls the F16 kernels in ggml's order (`ggml_order::vec_dot_f16` for one
+/// token, `ggml_order::tinyblas_dot_f16` for batches): F16 dots still sum in f64 there,
+/// which leaves ~0.006 mean and ~0.021 worst (case 3). With those kernels F16 is
+/// bit-near like the others and this exception goes.
+fn position_limit(ty: &str) -> f32 {
+    if ty == "f16" {
+        0.03
+    } else {
+        MAX_MEAN_ABS_ERR
+    }
 }
 
 #[test]

@@ -4,12 +4,25 @@
 
 use super::{DecoderConfig, KvCache, ModelError};
 use crate::gguf::{Gguf, TensorInfo};
-use crate::ops::{self, MatmulScratch, Rope, WeightMatrix};
+use crate::ops::{self, AttnKernel, AttnScratch, MatmulScratch, Rope, WeightMatrix};
 use crate::quant::{self, GgmlType};
 use crate::weights::WeightMemory;
 
 /// Prompt tokens processed per forward chunk: bounds activation memory for long prompts.
+/// It divides [`LLAMA_UBATCH`], so every chunk lies inside one of llama.cpp's micro-batches.
 const PREFILL_CHUNK: usize = 256;
+
+/// llama.cpp's default micro-batch (`n_ubatch`). Its CPU backend picks some kernels by
+/// the number of tokens in the micro-batch (see [`AttnKernel`]); we pick the same ones,
+/// so that our float summation order, hence our logits, follow llama.cpp's.
+const LLAMA_UBATCH: usize = 512;
+
+/// The attention kernel llama.cpp would use for the chunk of `tokens` starting at token
+/// `start`: it depends on the size of the micro-batch that holds the chunk.
+fn chunk_kernel(tokens: usize, start: usize) -> AttnKernel {
+    let ubatch_start = start - start % LLAMA_UBATCH;
+    AttnKernel::for_batch((tokens - ubatch_start).min(LLAMA_UBATCH))
+}
 
 struct Layer {
     attn_norm: Vec<f32>,
@@ -51,7 +64,7 @@ pub enum Logits {
 pub struct Session {
     pub kv: KvCache,
     scratch: MatmulScratch,
-    scores: Vec<f32>,
+    attn: AttnScratch,
 }
 
 impl Session {
@@ -189,7 +202,7 @@ impl DecoderModel {
         Session {
             kv: KvCache::new(self.cfg.n_layer, self.cfg.kv_dim(), n_ctx),
             scratch: MatmulScratch::default(),
-            scores: Vec::new(),
+            attn: AttnScratch::default(),
         }
     }
 
@@ -221,7 +234,8 @@ impl DecoderModel {
         let mut logits = Vec::new();
         let n_chunks = tokens.len().div_ceil(PREFILL_CHUNK);
         for (i, chunk) in tokens.chunks(PREFILL_CHUNK).enumerate() {
-            let hidden = self.forward_chunk(s, chunk)?;
+            let kernel = chunk_kernel(tokens.len(), i * PREFILL_CHUNK);
+            let hidden = self.forward_chunk(s, chunk, kernel)?;
             let rows = match which {
                 Logits::All => 0..chunk.len(),
                 Logits::Last if i + 1 == n_chunks => chunk.len() - 1..chunk.len(),
@@ -232,8 +246,14 @@ impl DecoderModel {
         Ok(logits)
     }
 
-    /// The final hidden states (before the output norm) of `tokens`, appended to `s`.
-    fn forward_chunk(&self, s: &mut Session, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
+    /// The final hidden states (before the output norm) of `tokens`, appended to `s`;
+    /// `kernel` is the attention order of llama.cpp's micro-batch holding them.
+    fn forward_chunk(
+        &self,
+        s: &mut Session,
+        tokens: &[u32],
+        kernel: AttnKernel,
+    ) -> Result<Vec<f32>, ModelError> {
         let cfg = &self.cfg;
         let (n, d, kv, ff, hd) = (
             tokens.len(),
@@ -290,7 +310,8 @@ impl DecoderModel {
                     cfg.n_head_kv,
                     hd,
                     &mut attn[t * d..(t + 1) * d],
-                    &mut s.scores,
+                    &mut s.attn,
+                    kernel,
                 );
             }
             ops::matmul(mem, &l.wo, &attn, n, &mut proj, &mut s.scratch)?;
@@ -302,9 +323,7 @@ impl DecoderModel {
             }
             ops::matmul(mem, &l.gate, &xn, n, &mut gate, &mut s.scratch)?;
             ops::matmul(mem, &l.up, &xn, n, &mut up, &mut s.scratch)?;
-            for (g, u) in gate.iter_mut().zip(&up) {
-                *g = ops::silu(*g) * u;
-            }
+            ops::ggml_order::swiglu(&mut gate, &up);
             ops::matmul(mem, &l.down, &gate, n, &mut proj, &mut s.scratch)?;
             ops::add_assign(&mut x, &proj);
         }
@@ -346,8 +365,9 @@ impl DecoderModel {
     pub fn hidden_states(&self, s: &mut Session, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
         let d = self.cfg.n_embd;
         let mut out = Vec::with_capacity(tokens.len() * d);
-        for chunk in tokens.chunks(PREFILL_CHUNK) {
-            let hidden = self.forward_chunk(s, chunk)?;
+        for (i, chunk) in tokens.chunks(PREFILL_CHUNK).enumerate() {
+            let kernel = chunk_kernel(tokens.len(), i * PREFILL_CHUNK);
+            let hidden = self.forward_chunk(s, chunk, kernel)?;
             for row in hidden.chunks_exact(d) {
                 let mut normed = vec![0.0f32; d];
                 ops::rms_norm(row, &self.output_norm, self.cfg.rms_eps, &mut normed);
@@ -355,5 +375,20 @@ impl DecoderModel {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_take_the_kernel_of_llama_cpp_micro_batches() {
+        assert_eq!(chunk_kernel(1, 0), AttnKernel::Single);
+        assert_eq!(chunk_kernel(5, 0), AttnKernel::Batch);
+        // 513 tokens: llama.cpp runs 512, then a micro-batch of 1.
+        assert_eq!(chunk_kernel(513, 256), AttnKernel::Batch);
+        assert_eq!(chunk_kernel(513, 512), AttnKernel::Single);
+        assert_eq!(chunk_kernel(555, 512), AttnKernel::Batch);
     }
 }

@@ -1,9 +1,59 @@
-//! Causal multi-head attention with grouped-query heads over an f32 KV cache.
+//! Causal multi-head attention with grouped-query heads over an f32 KV cache, in the
+//! float order of llama.cpp's graph without flash attention (`build_attn_mha`) on x86-64:
+//! `kq = K·q` with `ggml_vec_dot_f32`, `soft_max_ext` (scale, then ggml's vectorised
+//! exponentials), then `kqv = V·softmax` whose kernel depends on the batch size
+//! ([`AttnKernel`]). See [`super::ggml_order`] for why the order matters.
+
+use super::ggml_order::{
+    fma, hsum16, reduce_dot_lanes, soft_max_exp, vec_dot_f32, with_fma, DOT_STEP, LANES,
+};
+
+/// The kernel llama.cpp's CPU backend picks for the `V · softmax(K·q)` product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttnKernel {
+    /// A batch of two tokens or more (prompt processing): llamafile's tinyBLAS, one
+    /// 16-lane FMA accumulator per output, summed over the KV positions in order.
+    Batch,
+    /// One token (decoding): `ggml_vec_dot_f32`, four 16-lane accumulators.
+    Single,
+}
+
+impl AttnKernel {
+    /// llamafile's sgemm declines products with fewer than 2 columns ("only enable sgemm
+    /// for prompt processing").
+    pub fn for_batch(n_tokens: usize) -> Self {
+        if n_tokens >= 2 {
+            Self::Batch
+        } else {
+            Self::Single
+        }
+    }
+
+    /// KV positions whose products share an accumulator lane: position `p` goes to lane
+    /// `p % lanes()`.
+    fn lanes(self) -> usize {
+        match self {
+            Self::Batch => LANES,
+            Self::Single => DOT_STEP,
+        }
+    }
+}
+
+/// Buffers reused across calls.
+#[derive(Clone, Default)]
+pub struct AttnScratch {
+    scores: Vec<f32>,
+    /// `lanes × head_dim` partial sums of the weighted values.
+    acc: Vec<f32>,
+}
 
 /// Attention for one query token at position `pos` (it sees cache positions `0..=pos`).
 ///
 /// `q`: `n_head * head_dim`; `keys`/`values`: the layer's cache, `kv_dim` floats per
-/// position; `out`: `n_head * head_dim`; `scores`: scratch of at least `pos + 1`.
+/// position; `out`: `n_head * head_dim`.
+///
+/// llama.cpp pads the KV window (to 256 positions) and masks the padding to `-inf`; those
+/// slots contribute exact zeros, so only their effect on lane positions is reproduced.
 #[allow(clippy::too_many_arguments)]
 pub fn attend(
     q: &[f32],
@@ -14,37 +64,110 @@ pub fn attend(
     n_head_kv: usize,
     head_dim: usize,
     out: &mut [f32],
-    scores: &mut Vec<f32>,
+    scratch: &mut AttnScratch,
+    kernel: AttnKernel,
 ) {
-    let kv_dim = n_head_kv * head_dim;
-    let group = n_head / n_head_kv;
-    let scale = 1.0 / (head_dim as f32).sqrt();
-    scores.resize(pos + 1, 0.0);
-    for h in 0..n_head {
-        let qh = &q[h * head_dim..(h + 1) * head_dim];
-        let kv_off = (h / group) * head_dim;
-        let mut max = f32::NEG_INFINITY;
-        for (p, s) in scores.iter_mut().enumerate() {
-            let k = &keys[p * kv_dim + kv_off..p * kv_dim + kv_off + head_dim];
-            let dot: f32 = qh.iter().zip(k).map(|(a, b)| a * b).sum();
-            *s = dot * scale;
-            max = max.max(*s);
-        }
-        // ggml's softmax: exponentials in f32, their sum in f64.
-        let mut sum = 0.0f64;
-        for s in scores.iter_mut() {
-            *s = (*s - max).exp();
-            sum += *s as f64;
-        }
-        let inv = (1.0 / sum) as f32;
-        let oh = &mut out[h * head_dim..(h + 1) * head_dim];
-        oh.fill(0.0);
-        for (p, &s) in scores.iter().enumerate() {
-            let w = s * inv;
-            let v = &values[p * kv_dim + kv_off..p * kv_dim + kv_off + head_dim];
-            for (o, &vv) in oh.iter_mut().zip(v) {
-                *o += w * vv;
+    with_fma(
+        #[inline(always)]
+        || {
+            let kv_dim = n_head_kv * head_dim;
+            let group = n_head / n_head_kv;
+            let scale = 1.0 / (head_dim as f32).sqrt();
+            let lanes = kernel.lanes();
+            let AttnScratch { scores, acc } = scratch;
+            scores.resize(pos + 1, 0.0);
+            acc.resize(lanes * head_dim, 0.0);
+            for h in 0..n_head {
+                let qh = &q[h * head_dim..(h + 1) * head_dim];
+                let kv_off = (h / group) * head_dim;
+                let mut max = f32::NEG_INFINITY;
+                for (p, s) in scores.iter_mut().enumerate() {
+                    let k = &keys[p * kv_dim + kv_off..][..head_dim];
+                    *s = vec_dot_f32(k, qh) * scale;
+                    max = max.max(*s);
+                }
+                let inv = (1.0 / soft_max_exp(scores, max)) as f32;
+
+                acc.fill(0.0);
+                for (p, &s) in scores.iter().enumerate() {
+                    let w = s * inv;
+                    let v = &values[p * kv_dim + kv_off..][..head_dim];
+                    let lane = &mut acc[(p % lanes) * head_dim..][..head_dim];
+                    for (a, &vv) in lane.iter_mut().zip(v) {
+                        *a = fma(vv, w, *a);
+                    }
+                }
+                let oh = &mut out[h * head_dim..(h + 1) * head_dim];
+                for (d, o) in oh.iter_mut().enumerate() {
+                    *o = match kernel {
+                        AttnKernel::Batch => {
+                            hsum16(&std::array::from_fn(|l| acc[l * head_dim + d]))
+                        }
+                        AttnKernel::Single => {
+                            reduce_dot_lanes(&std::array::from_fn(|l| acc[l * head_dim + d]))
+                        }
+                    };
+                }
+            }
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Plain f64 attention: the maths both kernels must agree with.
+    fn reference(q: &[f32], keys: &[f32], values: &[f32], n: usize, hd: usize) -> Vec<f64> {
+        let scale = 1.0 / (hd as f64).sqrt();
+        let s: Vec<f64> = (0..n)
+            .map(|p| {
+                (0..hd)
+                    .map(|i| q[i] as f64 * keys[p * hd + i] as f64)
+                    .sum::<f64>()
+                    * scale
+            })
+            .collect();
+        let max = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let e: Vec<f64> = s.iter().map(|v| (v - max).exp()).collect();
+        let z: f64 = e.iter().sum();
+        (0..hd)
+            .map(|i| (0..n).map(|p| e[p] / z * values[p * hd + i] as f64).sum())
+            .collect()
+    }
+
+    #[test]
+    fn both_kernels_compute_attention() {
+        let (hd, n) = (64, 100);
+        let gen = |k: usize| ((k * 7919 % 1000) as f32 / 500.0 - 1.0) * 0.5;
+        let q: Vec<f32> = (0..hd).map(gen).collect();
+        let keys: Vec<f32> = (0..n * hd).map(|k| gen(k + 3)).collect();
+        let values: Vec<f32> = (0..n * hd).map(|k| gen(k + 11)).collect();
+        let want = reference(&q, &keys, &values, n, hd);
+        let mut scratch = AttnScratch::default();
+        for kernel in [AttnKernel::Batch, AttnKernel::Single] {
+            let mut out = vec![0f32; hd];
+            attend(
+                &q,
+                &keys,
+                &values,
+                n - 1,
+                1,
+                1,
+                hd,
+                &mut out,
+                &mut scratch,
+                kernel,
+            );
+            for (o, w) in out.iter().zip(&want) {
+                assert!((*o as f64 - w).abs() < 1e-5, "{kernel:?}: {o} vs {w}");
             }
         }
+    }
+
+    #[test]
+    fn kernel_choice_follows_llamafile() {
+        assert_eq!(AttnKernel::for_batch(1), AttnKernel::Single);
+        assert_eq!(AttnKernel::for_batch(2), AttnKernel::Batch);
     }
 }

@@ -2,20 +2,15 @@
 //! Each mirrors the ggml operation llama.cpp uses, including its summation precision.
 
 mod attention;
+pub mod ggml_order;
 mod matmul;
 mod norm;
 mod rope;
 
-pub use attention::attend;
+pub use attention::{attend, AttnKernel, AttnScratch};
 pub use matmul::{embedding_row, matmul, MatmulScratch, WeightMatrix};
 pub use norm::rms_norm;
 pub use rope::Rope;
-
-/// SiLU as ggml computes it: `x / (1 + e^-x)`.
-#[inline]
-pub fn silu(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
-}
 
 /// `a[i] += b[i]`.
 pub fn add_assign(a: &mut [f32], b: &[f32]) {

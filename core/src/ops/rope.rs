@@ -1,5 +1,6 @@
 //! Rotary position embeddings, as ggml's `rope` (no YaRN extrapolation).
 
+use super::ggml_order::with_fma;
 use crate::model::RopeStyle;
 
 /// RoPE parameters of one model.
@@ -37,6 +38,15 @@ impl Rope {
     /// Rotates every head of `x` (`n_heads * head_dim` values) for position `pos`.
     pub fn apply(&self, x: &mut [f32], head_dim: usize, pos: usize) {
         let sc: Vec<(f32, f32)> = self.angles(pos).collect();
+        with_fma(
+            #[inline(always)]
+            || self.rotate(x, head_dim, &sc),
+        )
+    }
+
+    /// `rotate_pairs` of ggml's `rope_f32` with the (sin, cos) table `sc`.
+    #[inline(always)]
+    fn rotate(&self, x: &mut [f32], head_dim: usize, sc: &[(f32, f32)]) {
         for head in x.chunks_exact_mut(head_dim) {
             for (i, &(sin, cos)) in sc.iter().enumerate() {
                 let (a, b) = match self.style {
@@ -44,8 +54,10 @@ impl Rope {
                     RopeStyle::Neox => (i, i + self.n_rot / 2),
                 };
                 let (x0, x1) = (head[a], head[b]);
-                head[a] = x0 * cos - x1 * sin;
-                head[b] = x0 * sin + x1 * cos;
+                // ggml's `x0*cos - x1*sin` and `x0*sin + x1*cos`, as compilers contract
+                // them for an FMA target: the first product is fused.
+                head[a] = x0.mul_add(cos, -(x1 * sin));
+                head[b] = x0.mul_add(sin, x1 * cos);
             }
         }
     }

@@ -37,7 +37,7 @@ mod q8_0;
 mod q8_1;
 mod q8_k;
 pub mod simd128;
-mod x86_order;
+pub(crate) mod x86_order;
 
 pub use float::{bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16};
 pub use ggml_type::{GgmlType, QK_K};

@@ -50,15 +50,17 @@ pub(crate) fn nibbles(qs: &[u8], offset: i8) -> [i8; 32] {
     out
 }
 
-/// Runs a kernel built on [`Lanes8`] with the CPU's fused multiply-add instruction when
-/// there is one. `f32::mul_add` is otherwise a libm call per lane, several times
-/// slower; the result is the same either way (a fused multiply-add is exact).
+/// Runs a kernel built on [`Lanes8`] (or any code using `f32::mul_add` for ggml's fused
+/// multiply-adds) with the CPU's fused multiply-add instruction when there is one.
+/// `f32::mul_add` is otherwise a libm call per lane, several times slower; the result is
+/// the same either way (a fused multiply-add is exact). The kernel must be inlined into
+/// the closure (`#[inline(always)]`) for the instruction to be used.
 #[inline(always)]
-pub(crate) fn with_fma(kernel: impl Fn() -> f32) -> f32 {
+pub(crate) fn with_fma<R>(kernel: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "fma")]
-        unsafe fn fma_enabled(kernel: impl Fn() -> f32) -> f32 {
+        unsafe fn fma_enabled<R>(kernel: impl FnOnce() -> R) -> R {
             kernel()
         }
         if std::is_x86_feature_detected!("fma") {
