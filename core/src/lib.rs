@@ -12,5 +12,6 @@ pub mod quant;
 pub mod requantize;
 pub mod safetensors;
 pub mod sampler;
+pub mod throughput;
 pub mod tokenizer;
 pub mod weights;
