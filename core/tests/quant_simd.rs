@@ -252,7 +252,8 @@ fn which_kernels() {
     }
     for ty in GgmlType::ALL {
         eprintln!("  {ty}: {}", kernels_for(ty));
-        if cfg!(target_arch = "x86_64") && std::is_x86_feature_detected!("avx2") {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             let avx2 = matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0);
             assert_eq!(kernels_for(ty) == "avx2", avx2, "{ty}");
         }
