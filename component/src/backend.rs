@@ -255,6 +255,21 @@ impl Loaded {
         })
     }
 
+    pub fn run_tokens(&mut self, ids: &[u32], steps: u32) -> Result<u32, Error> {
+        if ids.is_empty() {
+            return Err(Error::InvalidInput("no prompt tokens".into()));
+        }
+        let n_ctx = self.info.context_length as u64;
+        if ids.len() as u64 + steps as u64 > n_ctx {
+            return Err(Error::ContextOverflow(format!(
+                "{} prompt tokens + {steps} steps exceed the context ({n_ctx})",
+                ids.len()
+            )));
+        }
+        chord_core::throughput::run_tokens(self.engine.model(), ids, steps as usize)
+            .map_err(|e| request_error(e.into()))
+    }
+
     pub fn weights_checksum(&mut self, offset: u64, len: u64) -> Result<u64, Error> {
         offset
             .checked_add(len)

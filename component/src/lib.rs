@@ -153,6 +153,10 @@ impl diagnostics::Guest for Component {
     fn weights_checksum(offset: u64, len: u64) -> Result<u64, Error> {
         with_model(|m| m.weights_checksum(offset, len))
     }
+
+    fn run_tokens(ids: Vec<u32>, steps: u32) -> Result<u32, Error> {
+        with_model(|m| m.run_tokens(&ids, steps))
+    }
 }
 
 export!(Component);

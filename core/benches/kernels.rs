@@ -2,7 +2,8 @@
 //! quantized activation row) per format, timed for the scalar reference kernels
 //! (`vec_dot_reference`), the dispatched ones (`vec_dot`, one call per row) and the
 //! multi-row entry point (`vec_dot_rows`, one call per matrix). Reports weight bytes
-//! read per second and multiply-accumulates per second.
+//! read per second and multiply-accumulates per second, and first the machine's
+//! memory bandwidth as this build sees it (sequential read, memcpy) to compare with.
 //!
 //! ```text
 //! cargo bench -p wasm-chord-core --bench kernels                     # native
@@ -99,6 +100,9 @@ impl Rng {
     }
 }
 
+/// Bytes per weight copy in the component's matmul (`ops::matmul`'s chunk).
+const COPY_CHUNK: usize = 128 * 1024;
+
 /// Best time of one pass of `f`, repeated for at least `secs` (after one warm-up).
 fn time(secs: f64, mut f: impl FnMut()) -> Duration {
     f();
@@ -114,6 +118,26 @@ fn time(secs: f64, mut f: impl FnMut()) -> Duration {
     best
 }
 
+/// Memory bandwidth of this machine as this build sees it: a sequential read (sum of
+/// `u64` words, vectorised by the compiler) and a `memcpy`, over buffers far larger
+/// than the caches. The dot kernels' GB/s compare against the read figure.
+fn bandwidth(secs: f64) -> (f64, f64) {
+    const BYTES: usize = 256 << 20;
+    let src: Vec<u64> = (0..BYTES / 8).map(|i| i as u64).collect();
+    let mut dst = vec![0u64; BYTES / 8];
+    let t_read = time(secs, || {
+        let s = black_box(&src).iter().fold(0u64, |a, &x| a.wrapping_add(x));
+        black_box(s);
+    });
+    let t_copy = time(secs, || {
+        dst.copy_from_slice(black_box(&src));
+        black_box(&mut dst);
+    });
+    let gbs = |t: Duration| BYTES as f64 / t.as_secs_f64() / 1e9;
+    // A copy reads and writes every byte.
+    (gbs(t_read), 2.0 * gbs(t_copy))
+}
+
 fn main() {
     let o = opts();
     let target = if cfg!(target_arch = "wasm32") {
@@ -125,13 +149,15 @@ fn main() {
         "# dot kernels: {} x {} matvec, {target}, vec_dot kernels: {KERNELS}, best of >= {} s",
         o.rows, o.cols, o.secs
     );
+    let (read, copy) = bandwidth(o.secs);
+    println!("# memory bandwidth (256 MiB buffers): read {read:.1} GB/s, memcpy {copy:.1} GB/s (read + write)");
     if o.tsv {
-        println!("format\tweight_MiB\tref_GBs\tref_GMACs\tvec_dot_GBs\tvec_dot_GMACs\trows_GBs\trows_GMACs");
+        println!("format\tweight_MiB\tref_GBs\tref_GMACs\tvec_dot_GBs\tvec_dot_GMACs\trows_GBs\trows_GMACs\tcopied_GBs");
     } else {
         println!(
-            "| format | weights MiB | reference GB/s | GMAC/s | vec_dot GB/s | GMAC/s | vec_dot_rows GB/s | GMAC/s | speedup |"
+            "| format | weights MiB | reference GB/s | GMAC/s | vec_dot GB/s | GMAC/s | vec_dot_rows GB/s | GMAC/s | rows after 128 KiB copies GB/s | speedup |"
         );
-        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     }
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     for &ty in &o.types {
@@ -167,6 +193,21 @@ fn main() {
             vec_dot_rows(ty, black_box(&w), black_box(&act), cols, &mut out).unwrap();
             black_box(&mut out);
         });
+        // What the component's matmul does: each chunk of rows copied into scratch
+        // (there a `memory.copy` out of the weights memory) before the product.
+        let rows_per_chunk = (COPY_CHUNK / rb).max(1);
+        let mut scratch = vec![0u8; rows_per_chunk * rb];
+        let t_copied = time(o.secs, || {
+            for (wc, oc) in w
+                .chunks(rows_per_chunk * rb)
+                .zip(out.chunks_mut(rows_per_chunk))
+            {
+                let s = &mut scratch[..wc.len()];
+                s.copy_from_slice(black_box(wc));
+                vec_dot_rows(ty, s, black_box(&act), cols, oc).unwrap();
+            }
+            black_box(&mut out);
+        });
 
         let bytes = w.len() as f64;
         let macs = (o.rows * cols) as f64;
@@ -182,23 +223,25 @@ fn main() {
         let mib = bytes / (1 << 20) as f64;
         if o.tsv {
             println!(
-                "{ty}\t{mib:.1}\t{}\t{}\t{}\t{}\t{}\t{}",
+                "{ty}\t{mib:.1}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
                 fmt(t_ref, &gbs),
                 fmt(t_ref, &gmacs),
                 fmt(Some(t_dot), &gbs),
                 fmt(Some(t_dot), &gmacs),
                 fmt(Some(t_rows), &gbs),
                 fmt(Some(t_rows), &gmacs),
+                fmt(Some(t_copied), &gbs),
             );
         } else {
             println!(
-                "| {ty} | {mib:.1} | {} | {} | {} | {} | {} | {} | {speedup} |",
+                "| {ty} | {mib:.1} | {} | {} | {} | {} | {} | {} | {} | {speedup} |",
                 fmt(t_ref, &gbs),
                 fmt(t_ref, &gmacs),
                 fmt(Some(t_dot), &gbs),
                 fmt(Some(t_dot), &gmacs),
                 fmt(Some(t_rows), &gbs),
                 fmt(Some(t_rows), &gmacs),
+                fmt(Some(t_copied), &gbs),
             );
         }
     }

@@ -13,5 +13,6 @@ pub mod requantize;
 pub mod safetensors;
 pub mod sampler;
 pub mod synth;
+pub mod throughput;
 pub mod tokenizer;
 pub mod weights;

@@ -1,8 +1,10 @@
 //! The dispatched dot kernels ([`vec_dot`], [`vec_dot_rows`]) against the scalar
 //! reference kernels ([`vec_dot_reference`]) for every weight format.
 //!
-//! Natively both are the scalar kernels. Built for wasm32 with `+simd128` (and
-//! `+relaxed-simd`) the dispatched ones are the SIMD kernels:
+//! Natively on x86-64 with AVX2 + FMA the dispatched kernels of Q4_0, Q4_1 and Q8_0
+//! are the AVX2 ones (`cargo test -p wasm-chord-core --test quant_simd`), the others
+//! scalar. Built for wasm32 with `+simd128` (and `+relaxed-simd`) the dispatched ones
+//! are the SIMD kernels:
 //!
 //! ```text
 //! cargo build -p chord --bin wasm-test-runner     # once: the runner of .cargo/config.toml
@@ -19,7 +21,7 @@
 //! zero, huge, subnormal, infinite and NaN scales, maximal and minimal codes, and
 //! activation rows of -128s, 127s and alternating signs; 1 to 8 blocks per row.
 
-use chord_core::quant::simd128::{vec_dot_reference, vec_dot_rows, KERNELS};
+use chord_core::quant::simd128::{kernels_for, vec_dot_reference, vec_dot_rows, KERNELS};
 use chord_core::quant::{
     f32_to_f16, quantize_activations, quantize_row, row_bytes, vec_dot, vec_dot_type, GgmlType,
 };
@@ -212,7 +214,8 @@ fn check(ty: GgmlType, w: &[u8], a: &[u8], n: usize, what: &str) {
         }
         assert!(
             got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
-            "{ty} {what} n={n}: simd {got} vs reference {want} ({KERNELS})"
+            "{ty} {what} n={n}: simd {got} vs reference {want} ({})",
+            kernels_for(ty)
         );
     }
 }
@@ -246,6 +249,14 @@ fn which_kernels() {
         assert_ne!(KERNELS, "scalar");
     } else {
         assert_eq!(KERNELS, "scalar");
+    }
+    for ty in GgmlType::ALL {
+        eprintln!("  {ty}: {}", kernels_for(ty));
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            let avx2 = matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0);
+            assert_eq!(kernels_for(ty) == "avx2", avx2, "{ty}");
+        }
     }
 }
 
@@ -421,7 +432,8 @@ fn multi_row_dots_match_single_rows() {
                     assert_eq!(
                         o.to_bits(),
                         single.to_bits(),
-                        "{ty} n={n} row {r}/{nrows}: {o} vs {single} ({KERNELS})"
+                        "{ty} n={n} row {r}/{nrows}: {o} vs {single} ({})",
+                        kernels_for(ty)
                     );
                 }
             }

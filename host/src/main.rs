@@ -36,6 +36,8 @@ enum Command {
     Synth(commands::synth::Args),
     /// Build a packed component: the engine with a GGUF model built in (weights in shard modules).
     Pack(commands::pack::Args),
+    /// Measure prefill and decode throughput (tokens/s), like llama-bench's pp/tg.
+    Bench(commands::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Command::Convert(a) => commands::convert::run(a),
         Command::Synth(a) => commands::synth::run(a),
         Command::Pack(a) => commands::pack::run(a),
+        Command::Bench(a) => commands::bench::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -65,10 +65,11 @@ pub fn matmul(
             n * row_bytes,
             &mut scratch.weights,
         );
-        for (i, wrow) in chunk.chunks_exact(row_bytes).enumerate() {
-            for (t, at) in scratch.acts.chunks_exact(act_row).enumerate() {
-                out[t * w.rows + r0 + i] = quant::vec_dot(w.ty, wrow, at, w.cols)?;
-            }
+        // One multi-row call per token: the kernels share each activation block
+        // between rows, and the chunk stays in cache across the tokens.
+        for (t, at) in scratch.acts.chunks_exact(act_row).enumerate() {
+            let o = t * w.rows + r0;
+            quant::simd128::vec_dot_rows(w.ty, chunk, at, w.cols, &mut out[o..o + n])?;
         }
         r0 += n;
     }

@@ -37,6 +37,8 @@ mod q8_0;
 mod q8_1;
 mod q8_k;
 pub mod simd128;
+#[cfg(target_arch = "x86_64")]
+mod x86;
 pub(crate) mod x86_order;
 
 pub use float::{bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16};
@@ -220,16 +222,21 @@ pub fn vec_dot(ty: GgmlType, w: &[u8], act: &[u8], n: usize) -> Result<f32, Quan
 
 /// Dispatch to the kernels once lengths are known to be right (`nb` blocks of `ty` in
 /// `w`, the matching activation blocks in `act`): the wasm SIMD128 (or relaxed-SIMD)
-/// kernels when built with `+simd128` for wasm32, the scalar reference ones otherwise
-/// (see [`simd128`]).
+/// kernels when built with `+simd128` for wasm32, the AVX2 ones on x86-64 CPUs that
+/// have it (for the formats they cover), the scalar reference ones otherwise (see
+/// [`simd128`]).
 #[inline]
-fn vec_dot_unchecked_len(ty: GgmlType, w: &[u8], act: &[u8], nb: usize) -> f32 {
+pub(crate) fn vec_dot_unchecked_len(ty: GgmlType, w: &[u8], act: &[u8], nb: usize) -> f32 {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     {
         simd128::simd(ty, w, act, nb)
     }
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(d) = x86::dot(ty, w, act, nb) {
+            return d;
+        }
         simd128::scalar(ty, w, act, nb)
     }
 }

@@ -1,3 +1,4 @@
+pub mod bench;
 pub mod component;
 pub mod convert;
 pub mod embed;

@@ -497,6 +497,15 @@ impl Instance {
         guest(r)
     }
 
+    /// `chord bench`'s workload (see `chord_core::throughput::run_tokens`).
+    pub fn run_tokens(&mut self, ids: &[u32], steps: u32) -> RequestResult<u32> {
+        let r =
+            self.bindings
+                .wasm_chord_llm_diagnostics()
+                .call_run_tokens(&mut self.store, ids, steps);
+        guest(r)
+    }
+
     /// Memory sizes as the guest sees them (memory 0, weights memory).
     pub fn memory_sizes(&mut self) -> RequestResult<MemorySizes> {
         Ok(self

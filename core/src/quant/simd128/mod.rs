@@ -2,8 +2,9 @@
 //! products, selected at build time.
 //!
 //! * Built for `wasm32` with `-C target-feature=+simd128`, [`vec_dot`](super::vec_dot)
-//!   runs the kernels of this module; anywhere else the scalar kernels of the format
-//!   modules run. The scalar kernels stay the reference: [`vec_dot_reference`] runs
+//!   runs the kernels of this module; natively on x86-64 the AVX2 kernels of
+//!   `quant/x86/` run where the CPU and the format allow ([`kernels_for`]); anywhere
+//!   else the scalar kernels of the format modules run. The scalar kernels stay the reference: [`vec_dot_reference`] runs
 //!   them whatever the build, for tests and benchmarks.
 //! * With `+simd128,+relaxed-simd` the products of unsigned weight codes with signed
 //!   activation bytes use the relaxed dot (`i16x8`/`i32x4.relaxed_dot_i8x16_i7x16`).
@@ -55,6 +56,18 @@ pub const KERNELS: &str = if cfg!(all(
 } else {
     "scalar"
 };
+
+/// Which kernels [`vec_dot`](super::vec_dot) runs for weights of type `ty` in this
+/// build on this CPU: [`KERNELS`] in wasm, `"avx2"` natively on x86-64 CPUs with
+/// AVX2 and FMA for the formats that have an AVX2 kernel, else `"scalar"`.
+pub fn kernels_for(ty: GgmlType) -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    if super::x86::supports(ty) && super::x86::available() {
+        return "avx2";
+    }
+    let _ = ty;
+    KERNELS
+}
 
 /// The scalar reference kernel of [`vec_dot`](super::vec_dot), whatever the build
 /// (same arguments and checks).
@@ -151,7 +164,7 @@ pub fn vec_dot_rows(
     }
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     for (o, wr) in out.iter_mut().zip(w.chunks_exact(row)) {
-        *o = scalar(ty, wr, act, nb);
+        *o = super::vec_dot_unchecked_len(ty, wr, act, nb);
     }
     Ok(())
 }
