@@ -3,7 +3,7 @@
 
 use chord_core::weights::WeightMemory;
 
-use crate::wasm_chord::llm::types::Error;
+use crate::Error;
 
 /// Wasm page size.
 pub const PAGE: u64 = 65536;

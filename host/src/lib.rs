@@ -1,2 +1,3 @@
 //! wasm-chord host library.
 pub mod runtime;
+pub mod serve;

@@ -34,6 +34,8 @@ enum Command {
     Embed(commands::embed::Args),
     /// Convert a Hugging Face BERT directory (safetensors) to GGUF (f32, f16, q8_0).
     Convert(commands::convert::Args),
+    /// Serve the OpenAI-compatible HTTP API (the wasi:http component in Wasmtime).
+    Serve(commands::serve::Args),
 }
 
 /// The default model: SmolLM2-135M-Instruct, fetched by `scripts/fetch-models.sh smollm2`.
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
         Command::Info(a) => commands::info::run(a),
         Command::Embed(a) => commands::embed::run(a),
         Command::Convert(a) => commands::convert::run(a),
+        Command::Serve(a) => commands::serve::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,6 +7,9 @@
 //!    weights memory (memory index 1) that the module defines (walrus);
 //! 3. componentize (`wit_component::ComponentEncoder`);
 //! 4. validate the component (wasmparser, all features) and write it.
+//!
+//! It then does the same with the guest's `http` feature for
+//! `target/wasm-chord-http.wasm`, the `wasi:http/proxy` variant.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -63,7 +66,8 @@ fn run() -> Result<()> {
 }
 
 const USAGE: &str = "usage: cargo xtask build [--release] [--out PATH]\n\
-    builds the wasm-chord component into target/wasm-chord.wasm (or PATH)";
+    builds the wasm-chord component into target/wasm-chord.wasm (or PATH)\n\
+    and its HTTP variant into target/wasm-chord-http.wasm";
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -88,6 +92,18 @@ fn target_dir(root: &Path) -> PathBuf {
 
 fn build(release: bool, out: Option<PathBuf>) -> Result<()> {
     let root = workspace_root();
+    let engine_out = out.unwrap_or_else(|| root.join("target").join("wasm-chord.wasm"));
+    build_variant(release, None, engine_out)?;
+    build_variant(
+        release,
+        Some("http"),
+        root.join("target").join("wasm-chord-http.wasm"),
+    )
+}
+
+/// Builds the guest with `feature` (if any) into the component `out`.
+fn build_variant(release: bool, feature: Option<&str>, out: PathBuf) -> Result<()> {
+    let root = workspace_root();
     let target_dir = target_dir(&root);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
 
@@ -108,9 +124,13 @@ fn build(release: bool, out: Option<PathBuf>) -> Result<()> {
     if release {
         cmd.arg("--release");
     }
+    if let Some(f) = feature {
+        cmd.args(["--features", f]);
+    }
     eprintln!(
-        "xtask: building the guest ({})",
-        if release { "release" } else { "dev" }
+        "xtask: building the guest ({}, features: {})",
+        if release { "release" } else { "dev" },
+        feature.unwrap_or("none")
     );
     let status = cmd.status().with_context(|| format!("running {cargo}"))?;
     if !status.success() {
@@ -132,7 +152,6 @@ fn build(release: bool, out: Option<PathBuf>) -> Result<()> {
 
     let component = finish(&core)?;
 
-    let out = out.unwrap_or_else(|| root.join("target").join("wasm-chord.wasm"));
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }

@@ -5,4 +5,5 @@ pub mod eval;
 pub mod generate;
 pub mod info;
 pub mod quantize;
+pub mod serve;
 pub mod tokenize;

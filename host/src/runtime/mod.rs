@@ -17,7 +17,7 @@
 //! # Ok(()) }
 //! ```
 
-mod cache;
+pub(crate) mod cache;
 mod host;
 
 use std::collections::HashMap;
