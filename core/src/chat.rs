@@ -54,9 +54,12 @@ impl ChatTemplate {
         // transformers renders with `trim_blocks` and `lstrip_blocks`.
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
-        env.add_function("raise_exception", |msg: String| -> Result<String, JinjaError> {
-            Err(JinjaError::new(ErrorKind::InvalidOperation, msg))
-        });
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> Result<String, JinjaError> {
+                Err(JinjaError::new(ErrorKind::InvalidOperation, msg))
+            },
+        );
         env.add_template_owned(NAME, source.to_string())
             .map_err(|e| ChatError::Template(e.to_string()))?;
         Ok(Self {

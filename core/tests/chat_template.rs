@@ -17,6 +17,11 @@ fn smollm2_template_matches_jinja2() {
     for case in cases {
         let messages: Vec<Message> = serde_json::from_value(case["messages"].clone()).unwrap();
         let got = t.render(&messages, true).unwrap();
-        assert_eq!(got, case["prompt"].as_str().unwrap(), "case {}", case["name"]);
+        assert_eq!(
+            got,
+            case["prompt"].as_str().unwrap(),
+            "case {}",
+            case["name"]
+        );
     }
 }

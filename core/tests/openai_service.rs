@@ -87,7 +87,10 @@ fn completion_stream_equals_whole() {
         &mut s,
         "POST",
         "/v1/completions",
-        &req.replace("{", r#"{"stream":true,"stream_options":{"include_usage":true},"#),
+        &req.replace(
+            "{",
+            r#"{"stream":true,"stream_options":{"include_usage":true},"#,
+        ),
     );
     assert_eq!(streamed.content_type, sse::CONTENT_TYPE);
     // One write per event: the stream was produced chunk by chunk.
@@ -142,7 +145,12 @@ fn chat_and_errors() {
     for (method, path, body, status) in [
         ("POST", "/v1/completions", "{", 400),
         ("POST", "/v1/completions", r#"{"prompt":"a","n":2}"#, 400),
-        ("POST", "/v1/completions", r#"{"prompt":"a","model":"gpt-4"}"#, 404),
+        (
+            "POST",
+            "/v1/completions",
+            r#"{"prompt":"a","model":"gpt-4"}"#,
+            404,
+        ),
         ("GET", "/v1/completions", "", 405),
         ("GET", "/nope", "", 404),
         (
@@ -153,7 +161,12 @@ fn chat_and_errors() {
         ),
     ] {
         let r = call(&mut s, method, path, body);
-        assert_eq!(r.status, Some(status), "{method} {path} {body}: {}", r.body());
+        assert_eq!(
+            r.status,
+            Some(status),
+            "{method} {path} {body}: {}",
+            r.body()
+        );
         assert!(r.json()["error"]["message"].is_string());
     }
     let big = format!(r#"{{"prompt":"{}"}}"#, "a".repeat(2 << 20));

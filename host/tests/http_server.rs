@@ -304,10 +304,11 @@ fn streaming_arrives_in_pieces_and_equals_the_whole() {
             })
             .collect();
         assert_eq!(text, text_of(&whole), "{path}");
-        let finish = chunks
-            .iter()
-            .rev()
-            .find_map(|c| c["choices"].get(0)?["finish_reason"].as_str().map(String::from));
+        let finish = chunks.iter().rev().find_map(|c| {
+            c["choices"].get(0)?["finish_reason"]
+                .as_str()
+                .map(String::from)
+        });
         assert_eq!(
             finish.as_deref(),
             whole["choices"][0]["finish_reason"].as_str()
@@ -347,14 +348,49 @@ fn errors_are_openai_shaped_and_do_not_break_the_server() {
     let cases: Vec<(&str, &str, String, u16)> = vec![
         ("POST", "/v1/completions", "{not json".into(), 400),
         ("POST", "/v1/completions", String::new(), 400),
-        ("POST", "/v1/completions", r#"{"prompt": "a", "n": 2}"#.into(), 400),
-        ("POST", "/v1/completions", r#"{"prompt": "a", "temperature": -1}"#.into(), 400),
-        ("POST", "/v1/completions", r#"{"prompt": "a", "top_p": 7}"#.into(), 400),
-        ("POST", "/v1/chat/completions", r#"{"messages": []}"#.into(), 400),
+        (
+            "POST",
+            "/v1/completions",
+            r#"{"prompt": "a", "n": 2}"#.into(),
+            400,
+        ),
+        (
+            "POST",
+            "/v1/completions",
+            r#"{"prompt": "a", "temperature": -1}"#.into(),
+            400,
+        ),
+        (
+            "POST",
+            "/v1/completions",
+            r#"{"prompt": "a", "top_p": 7}"#.into(),
+            400,
+        ),
+        (
+            "POST",
+            "/v1/chat/completions",
+            r#"{"messages": []}"#.into(),
+            400,
+        ),
         ("POST", "/v1/embeddings", r#"{"input": []}"#.into(), 400),
-        ("POST", "/v1/completions", json!({"prompt": long_prompt}).to_string(), 400),
-        ("POST", "/v1/completions", r#"{"prompt": "a", "max_tokens": 9000}"#.into(), 400),
-        ("POST", "/v1/completions", r#"{"prompt": "a", "model": "gpt-4"}"#.into(), 404),
+        (
+            "POST",
+            "/v1/completions",
+            json!({"prompt": long_prompt}).to_string(),
+            400,
+        ),
+        (
+            "POST",
+            "/v1/completions",
+            r#"{"prompt": "a", "max_tokens": 9000}"#.into(),
+            400,
+        ),
+        (
+            "POST",
+            "/v1/completions",
+            r#"{"prompt": "a", "model": "gpt-4"}"#.into(),
+            404,
+        ),
         ("GET", "/v2/nothing", String::new(), 404),
         ("GET", "/v1/chat/completions", String::new(), 405),
         ("DELETE", "/v1/models", String::new(), 405),
@@ -375,7 +411,11 @@ fn errors_are_openai_shaped_and_do_not_break_the_server() {
             r.body
         );
         // The next request on the same server works.
-        let ok = post(a, "/v1/completions", &json!({"prompt": "Hi", "max_tokens": 1}));
+        let ok = post(
+            a,
+            "/v1/completions",
+            &json!({"prompt": "Hi", "max_tokens": 1}),
+        );
         assert_eq!(ok.status, 200, "after {method} {path}: {}", ok.body);
     }
     let ctx = request(a, "POST", "/v1/completions", &cases[7].2).json();

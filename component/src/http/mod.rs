@@ -24,4 +24,6 @@ impl std::fmt::Display for Error {
     }
 }
 
-wasip2::http::proxy::export!(handler::Handler);
+// The macro takes a plain identifier.
+use handler::Handler;
+wasip2::http::proxy::export!(Handler);

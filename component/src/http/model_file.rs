@@ -30,7 +30,9 @@ fn model_path() -> Result<PathBuf, String> {
         return Ok(PathBuf::from(p));
     }
     let entries = std::fs::read_dir(DEFAULT_DIR).map_err(|e| {
-        format!("no model: set {MODEL_ENV} or mount a directory with a .gguf at {DEFAULT_DIR} ({e})")
+        format!(
+            "no model: set {MODEL_ENV} or mount a directory with a .gguf at {DEFAULT_DIR} ({e})"
+        )
     })?;
     let mut ggufs: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))

@@ -206,12 +206,9 @@ impl ChatRequest {
             common: Common,
         }
         let raw: Raw = parse(body)?;
-        let messages = raw
-            .messages
-            .filter(|m| !m.is_empty())
-            .ok_or_else(|| {
-                ApiError::invalid("'messages' must be a non-empty list", Some("messages"))
-            })?;
+        let messages = raw.messages.filter(|m| !m.is_empty()).ok_or_else(|| {
+            ApiError::invalid("'messages' must be a non-empty list", Some("messages"))
+        })?;
         Ok(Self {
             messages,
             gen: raw.common.validate()?,
@@ -275,7 +272,14 @@ mod tests {
         .unwrap();
         let p = r.gen.params;
         assert_eq!(
-            (p.max_tokens, p.temperature, p.top_p, p.top_k, p.min_p, p.seed),
+            (
+                p.max_tokens,
+                p.temperature,
+                p.top_p,
+                p.top_k,
+                p.min_p,
+                p.seed
+            ),
             (5, 0.0, 0.5, 3, 0.1, 7)
         );
         assert_eq!((p.presence_penalty, p.frequency_penalty), (0.5, -0.5));

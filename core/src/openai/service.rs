@@ -158,14 +158,17 @@ impl<S: ModelSource> Service<S> {
             Route::Chat => {
                 let r = ChatRequest::parse(body)?;
                 self.check_model(r.gen.model.as_deref())?;
-                let prompt = self.chat_template()?.render(&r.messages, true).map_err(|e| {
-                    match e {
-                        crate::chat::ChatError::Rejected(_) => {
-                            ApiError::invalid(e.to_string(), Some("messages"))
-                        }
-                        crate::chat::ChatError::Template(_) => ApiError::internal(e.to_string()),
-                    }
-                })?;
+                let prompt =
+                    self.chat_template()?
+                        .render(&r.messages, true)
+                        .map_err(|e| match e {
+                            crate::chat::ChatError::Rejected(_) => {
+                                ApiError::invalid(e.to_string(), Some("messages"))
+                            }
+                            crate::chat::ChatError::Template(_) => {
+                                ApiError::internal(e.to_string())
+                            }
+                        })?;
                 self.generate(Kind::Chat, &prompt, r.gen, sink)
             }
             Route::Embeddings => {
@@ -222,8 +225,8 @@ impl<S: ModelSource> Service<S> {
     fn embedder(&mut self) -> Result<&dyn Embedder, ApiError> {
         if self.embedder.is_none() {
             let weights = self.source.weights().map_err(ApiError::internal)?;
-            let e = pooling::load_gguf_embedder(self.source.header(), weights)
-                .map_err(embed_error)?;
+            let e =
+                pooling::load_gguf_embedder(self.source.header(), weights).map_err(embed_error)?;
             self.embedder = Some(e);
         }
         Ok(self.embedder.as_deref().expect("set above"))

@@ -99,10 +99,9 @@ impl Server {
             .model
             .canonicalize()
             .with_context(|| format!("model {}", opts.model.display()))?;
-        let (Some(model_dir), Some(file_name)) = (
-            model.parent(),
-            model.file_name().and_then(|f| f.to_str()),
-        ) else {
+        let (Some(model_dir), Some(file_name)) =
+            (model.parent(), model.file_name().and_then(|f| f.to_str()))
+        else {
             bail!("model path {} has no file name", model.display());
         };
         if !opts.component.exists() {
@@ -111,8 +110,8 @@ impl Server {
                 opts.component.display()
             );
         }
-        let engine = wasmtime::Engine::new(&wasmtime_config(opts)?)
-            .ctx("creating the Wasmtime engine")?;
+        let engine =
+            wasmtime::Engine::new(&wasmtime_config(opts)?).ctx("creating the Wasmtime engine")?;
         let (component, _, _) = cache::load_component(&engine, &opts.component)?;
         let mut linker = Linker::<State>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).ctx("adding WASI to the linker")?;
@@ -258,7 +257,9 @@ impl Inner {
         });
         match receiver.await {
             Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(code)) => Err(anyhow::anyhow!("the component failed the request: {code:?}")),
+            Ok(Err(code)) => Err(anyhow::anyhow!(
+                "the component failed the request: {code:?}"
+            )),
             Err(_) => {
                 let why = match task.await {
                     Ok(Ok(())) => anyhow::anyhow!("the component sent no response"),
