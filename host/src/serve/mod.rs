@@ -71,7 +71,6 @@ fn wasmtime_config(opts: &Options) -> Result<wasmtime::Config> {
     config.wasm_multi_memory(true);
     config.wasm_simd(true);
     config.wasm_relaxed_simd(true);
-    config.async_support(true);
     config.epoch_interruption(true);
     let mut pool = wasmtime::PoolingAllocationConfig::default();
     let n = opts.max_instances.max(1);

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Result;
 use wasmtime::component::ResourceTable;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
-use wasmtime_wasi::{DirPerms, FilePerms, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 pub struct State {
@@ -26,7 +26,7 @@ impl State {
         let mut b = WasiCtx::builder();
         b.inherit_stderr();
         b.env("WASM_CHORD_MODEL", guest_model_path);
-        b.preopened_dir(model_dir, guest_dir, DirPerms::READ, FilePerms::READ)
+        b.preopened_dir(model_dir, guest_dir, FsPerms::ReadOnly)
             .map_err(anyhow::Error::from)?;
         Ok(Self {
             wasi: b.build(),
