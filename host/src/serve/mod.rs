@@ -87,6 +87,8 @@ fn wasmtime_config(opts: &Options) -> Result<wasmtime::Config> {
     // Reused slots keep this much of memory 0 resident: no page faults for the
     // heap of the next request, bounded RSS.
     pool.linear_memory_keep_resident(64 << 20);
+    // Pool slots must be able to hold memories of the full cap.
+    config.memory_reservation(opts.max_memory_bytes);
     config.allocation_strategy(pool);
     Ok(config)
 }
