@@ -11,26 +11,40 @@
 //! (`chord pack`): the model is built in, spread over read-only shard memories (see
 //! `memory.rs` and `packed.rs`), and nothing but WASI is imported.
 //!
+//! With the cargo feature `http` the crate is instead the `wasi:http/proxy` server
+//! of [`http`]: same engine and weights memory, model read from the filesystem.
+//!
 //! Natively this crate is empty: it only builds for wasm32.
 #![cfg(target_arch = "wasm32")]
 
+#[cfg(not(feature = "http"))]
 mod backend;
+#[cfg(feature = "http")]
+mod http;
 mod memory;
 #[cfg(feature = "packed")]
 mod packed;
-#[cfg(not(feature = "packed"))]
+#[cfg(not(any(feature = "packed", feature = "http")))]
 mod source;
 
+#[cfg(feature = "http")]
+use http::Error;
+
+#[cfg(not(feature = "http"))]
 use std::cell::RefCell;
 
+#[cfg(not(feature = "http"))]
 use exports::wasm_chord::llm::diagnostics::{self, MemorySizes};
+#[cfg(not(feature = "http"))]
 use exports::wasm_chord::llm::inference::{self, GenerationResult};
+#[cfg(not(feature = "http"))]
 use exports::wasm_chord::llm::parity::{self, EvalResult};
+#[cfg(not(feature = "http"))]
 use wasm_chord::llm::types::{
     EmbedOptions, Embeddings, Error, FinishReason, ModelInfo, SamplingParams, Usage,
 };
 
-#[cfg(not(feature = "packed"))]
+#[cfg(not(any(feature = "packed", feature = "http")))]
 wit_bindgen::generate!({
     path: "../wit",
     world: "engine",
@@ -44,6 +58,7 @@ wit_bindgen::generate!({
     generate_all,
 });
 
+#[cfg(not(feature = "http"))]
 /// The model this instance uses, loaded lazily on first use.
 struct State {
     /// Name passed to `weights.open` ("" is the host's default model; a packed
@@ -52,10 +67,12 @@ struct State {
     loaded: Option<backend::Loaded>,
 }
 
+#[cfg(not(feature = "http"))]
 thread_local! {
     static STATE: RefCell<State> = const { RefCell::new(State { name: String::new(), loaded: None }) };
 }
 
+#[cfg(not(feature = "http"))]
 /// Runs `f` with the loaded model, loading it first if needed.
 fn with_model<R>(f: impl FnOnce(&mut backend::Loaded) -> Result<R, Error>) -> Result<R, Error> {
     STATE.with(|state| {
@@ -68,8 +85,10 @@ fn with_model<R>(f: impl FnOnce(&mut backend::Loaded) -> Result<R, Error>) -> Re
     })
 }
 
+#[cfg(not(feature = "http"))]
 struct Component;
 
+#[cfg(not(feature = "http"))]
 impl inference::Guest for Component {
     type Generation = backend::Stream;
 
@@ -122,6 +141,7 @@ impl inference::Guest for Component {
     }
 }
 
+#[cfg(not(feature = "http"))]
 impl inference::GuestGeneration for backend::Stream {
     fn next_chunk(&self) -> Result<Option<String>, Error> {
         with_model(|m| self.next(m))
@@ -136,12 +156,14 @@ impl inference::GuestGeneration for backend::Stream {
     }
 }
 
+#[cfg(not(feature = "http"))]
 impl parity::Guest for Component {
     fn logits(ids: Vec<u32>, greedy_steps: u32, top_k: u32) -> Result<EvalResult, Error> {
         with_model(|m| m.eval_logits(&ids, greedy_steps, top_k))
     }
 }
 
+#[cfg(not(feature = "http"))]
 impl diagnostics::Guest for Component {
     fn get_memory_sizes() -> MemorySizes {
         MemorySizes {
@@ -159,4 +181,5 @@ impl diagnostics::Guest for Component {
     }
 }
 
+#[cfg(not(feature = "http"))]
 export!(Component);

@@ -11,7 +11,7 @@
 use chord_core::weights::WeightMemory;
 
 #[cfg(not(feature = "packed"))]
-use crate::wasm_chord::llm::types::Error;
+use crate::Error;
 
 /// Wasm page size.
 pub const PAGE: u64 = 65536;
@@ -124,7 +124,8 @@ impl WeightMemory for WasmWeights {
     }
 }
 
-/// FNV-1a 64 of weights[offset..offset+len].
+/// FNV-1a 64 of weights[offset..offset+len] (the engine world's diagnostics).
+#[cfg(not(feature = "http"))]
 pub fn checksum(weights: &WasmWeights, offset: u64, len: u64) -> u64 {
     let mut h: u64 = 0xcbf29ce484222325;
     let mut scratch = Vec::new();

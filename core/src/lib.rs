@@ -2,10 +2,12 @@
 //! natively (tests, benchmarks) and for `wasm32-wasip2` (the component).
 
 pub mod bert;
+pub mod chat;
 pub mod engine;
 pub mod eval;
 pub mod gguf;
 pub mod model;
+pub mod openai;
 pub mod ops;
 pub mod pooling;
 pub mod quant;

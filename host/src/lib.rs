@@ -2,3 +2,4 @@
 pub mod models;
 pub mod native;
 pub mod runtime;
+pub mod serve;

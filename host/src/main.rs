@@ -38,6 +38,8 @@ enum Command {
     Pack(commands::pack::Args),
     /// Measure prefill and decode throughput (tokens/s), like llama-bench's pp/tg.
     Bench(commands::bench::Args),
+    /// Serve the OpenAI-compatible HTTP API (the wasi:http component in Wasmtime).
+    Serve(commands::serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
         Command::Synth(a) => commands::synth::run(a),
         Command::Pack(a) => commands::pack::run(a),
         Command::Bench(a) => commands::bench::run(a),
+        Command::Serve(a) => commands::serve::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

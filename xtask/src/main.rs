@@ -11,6 +11,8 @@
 //! It also builds the guest with the `packed` feature and writes that linked core
 //! module, intrinsics still imported, to `target/wasm-chord-packed-engine.wasm`:
 //! `chord pack` rewrites and componentizes it around a model's shard memories.
+//! And it builds the guest's `http` feature into `target/wasm-chord-http.wasm`, the
+//! `wasi:http/proxy` variant (`chord serve`, `wasmtime serve`, Spin).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -68,7 +70,8 @@ fn run() -> Result<()> {
 
 const USAGE: &str = "usage: cargo xtask build [--release] [--out PATH]\n\
     builds the wasm-chord component into target/wasm-chord.wasm (or PATH), and the\n\
-    packed-mode engine module (input of `chord pack`) next to it as wasm-chord-packed-engine.wasm";
+    packed-mode engine module (input of `chord pack`) next to it as wasm-chord-packed-engine.wasm,\n\
+    and the HTTP variant as wasm-chord-http.wasm";
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -118,23 +121,17 @@ fn build(release: bool, out: Option<PathBuf>) -> Result<()> {
 
     ensure_target_installed();
 
-    // 1. The guest's linked core module.
-    let core = build_guest(&root, &target_dir, &cargo, release, false)?;
-
-    let component = finish(&core)?;
-
+    // The engine component (runtime-loaded weights).
     let out = out.unwrap_or_else(|| root.join("target").join("wasm-chord.wasm"));
-    if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let tmp = out.with_extension("wasm.tmp");
-    std::fs::write(&tmp, &component).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &out).with_context(|| format!("writing {}", out.display()))?;
-    eprintln!("xtask: component written ({} KiB)", component.len() / 1024);
-    println!("{}", out.display());
+    let core = build_guest(&root, &target_dir, &cargo, release, None)?;
+    write_component(&finish(&core)?, &out)?;
+
+    // The HTTP variant (wasi:http/proxy; weights read from its filesystem).
+    let core = build_guest(&root, &target_dir, &cargo, release, Some("http"))?;
+    write_component(&finish(&core)?, &out.with_file_name(HTTP_COMPONENT))?;
 
     // The packed-mode engine: validated here, rewritten and componentized by `chord pack`.
-    let packed = build_guest(&root, &target_dir, &cargo, release, true)?;
+    let packed = build_guest(&root, &target_dir, &cargo, release, Some("packed"))?;
     validate(&packed, false).context("the packed engine module does not validate")?;
     let packed_out = out.with_file_name(PACKED_ENGINE);
     let tmp = packed_out.with_extension("wasm.tmp");
@@ -149,13 +146,29 @@ fn build(release: bool, out: Option<PathBuf>) -> Result<()> {
 /// File name (under `target/`) of the packed-mode engine module.
 const PACKED_ENGINE: &str = "wasm-chord-packed-engine.wasm";
 
-/// `cargo build` of the guest (with the `packed` feature or not): the linked core module.
+/// File name (next to the engine component) of the HTTP variant.
+const HTTP_COMPONENT: &str = "wasm-chord-http.wasm";
+
+fn write_component(component: &[u8], out: &Path) -> Result<()> {
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let tmp = out.with_extension("wasm.tmp");
+    std::fs::write(&tmp, component).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, out).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("xtask: component written ({} KiB)", component.len() / 1024);
+    println!("{}", out.display());
+    Ok(())
+}
+
+/// `cargo build` of the guest with `feature` (`packed`, `http`, or none): the linked
+/// core module.
 fn build_guest(
     root: &Path,
     target_dir: &Path,
     cargo: &str,
     release: bool,
-    packed: bool,
+    feature: Option<&str>,
 ) -> Result<Vec<u8>> {
     let t0 = std::time::Instant::now();
     let mut cmd = Command::new(cargo);
@@ -173,13 +186,13 @@ fn build_guest(
     if release {
         cmd.arg("--release");
     }
-    if packed {
-        cmd.args(["--features", "packed"]);
+    if let Some(f) = feature {
+        cmd.args(["--features", f]);
     }
     eprintln!(
-        "xtask: building the {}guest ({})",
-        if packed { "packed " } else { "" },
-        if release { "release" } else { "dev" }
+        "xtask: building the guest ({}, features: {})",
+        if release { "release" } else { "dev" },
+        feature.unwrap_or("none")
     );
     let status = cmd.status().with_context(|| format!("running {cargo}"))?;
     if !status.success() {

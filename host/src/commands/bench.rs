@@ -15,7 +15,7 @@ use anyhow::{bail, Result};
 use chord::runtime::{Instance, Limits};
 use serde_json::json;
 
-use crate::native;
+use chord::native;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -140,7 +140,10 @@ fn measure(r: &mut dyn Runner, a: &Args) -> Result<(Timing, Timing)> {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let model = a.model.clone().unwrap_or_else(crate::default_model);
+    let model = match &a.model {
+        Some(m) => m.clone(),
+        None => chord::models::default_model()?,
+    };
     if !model.exists() {
         bail!(
             "model {} not found: run scripts/fetch-models.sh smollm2, or pass --model",

@@ -7,5 +7,6 @@ pub mod generate;
 pub mod info;
 pub mod pack;
 pub mod quantize;
+pub mod serve;
 pub mod synth;
 pub mod tokenize;

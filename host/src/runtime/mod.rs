@@ -17,7 +17,7 @@
 //! # Ok(()) }
 //! ```
 
-mod cache;
+pub(crate) mod cache;
 pub mod fit;
 mod host;
 
