@@ -266,7 +266,7 @@ impl Loaded {
                 ids.len()
             )));
         }
-        chord_core::throughput::run_tokens(self.engine.model(), ids, steps as usize)
+        chord_core::throughput::run_tokens(self.engine()?.model(), ids, steps as usize)
             .map_err(|e| request_error(e.into()))
     }
 

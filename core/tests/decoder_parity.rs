@@ -186,7 +186,7 @@ fn check_model(ty: &str) {
         "{ty}: top-1 differs from llama.cpp's: {:?}",
         stats.top1_miss
     );
-    let limit = position_limit(ty);
+    let limit = MAX_MEAN_ABS_ERR;
     assert!(
         stats.worst.0 < limit,
         "{ty}: mean |logit error| {} at {} (limit {limit} per position)",
@@ -202,25 +202,10 @@ fn check_model(ty: &str) {
         min_greedy >= MIN_GREEDY_MATCH,
         "{ty}: our greedy path leaves llama.cpp's after {min_greedy} steps"
     );
-    if ty != "f16" {
-        assert!(
-            case0_worst < 1e-4,
-            "{ty}: case 0 prompt logits differ from llama.cpp by {case0_worst}"
-        );
-    }
-}
-
-/// The bound on one position's mean |logit error|: issue 2's 0.02, except for F16 until
-/// `ops::matmul` calls the F16 kernels in ggml's order (`ggml_order::vec_dot_f16` for one
-/// token, `ggml_order::tinyblas_dot_f16` for batches): F16 dots still sum in f64 there,
-/// which leaves ~0.006 mean and ~0.021 worst (case 3). With those kernels F16 is
-/// bit-near like the others and this exception goes.
-fn position_limit(ty: &str) -> f32 {
-    if ty == "f16" {
-        0.03
-    } else {
-        MAX_MEAN_ABS_ERR
-    }
+    assert!(
+        case0_worst < 1e-4,
+        "{ty}: case 0 prompt logits differ from llama.cpp by {case0_worst}"
+    );
 }
 
 #[test]

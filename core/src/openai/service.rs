@@ -91,7 +91,9 @@ fn engine_error(e: EngineError) -> ApiError {
         EngineError::InvalidInput(_) | EngineError::Sampler(_) | EngineError::Tokenizer(_) => {
             ApiError::invalid(e.to_string(), None)
         }
-        EngineError::Gguf(_) | EngineError::Model(_) => ApiError::internal(e.to_string()),
+        EngineError::Gguf(_) | EngineError::Model(_) | EngineError::Metadata(_) => {
+            ApiError::internal(e.to_string())
+        }
     }
 }
 

@@ -69,7 +69,21 @@ pub fn matmul(
         // between rows, and the chunk stays in cache across the tokens.
         for (t, at) in scratch.acts.chunks_exact(act_row).enumerate() {
             let o = t * w.rows + r0;
-            quant::simd128::vec_dot_rows(w.ty, chunk, at, w.cols, &mut out[o..o + n])?;
+            let out = &mut out[o..o + n];
+            if w.ty == GgmlType::F16 {
+                // llama.cpp sums F16 rows in a different order for batches (tinyBLAS)
+                // than for one token (ggml_vec_dot_f16): follow it for parity.
+                let dot = if n_tokens == 1 {
+                    super::ggml_order::vec_dot_f16
+                } else {
+                    super::ggml_order::tinyblas_dot_f16
+                };
+                for (o, wrow) in out.iter_mut().zip(chunk.chunks_exact(row_bytes)) {
+                    *o = dot(wrow, at, w.cols);
+                }
+            } else {
+                quant::simd128::vec_dot_rows(w.ty, chunk, at, w.cols, out)?;
+            }
         }
         r0 += n;
     }
