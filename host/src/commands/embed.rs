@@ -184,7 +184,7 @@ fn embed_in_component(a: &Args, texts: &[String], opts: &EmbedOptions) -> Result
         normalize: opts.normalize,
         truncate: opts.truncate,
     };
-    let per_text: Vec<Result<rt::Embeddings, String>> = match inst.embed(texts, wit.clone()) {
+    let per_text: Vec<Result<rt::Embeddings, String>> = match inst.embed(texts, wit) {
         Ok(all) => {
             let (dim, pooling, normalized) = (all.dim, all.pooling, all.normalized);
             all.data
@@ -201,7 +201,7 @@ fn embed_in_component(a: &Args, texts: &[String], opts: &EmbedOptions) -> Result
         }
         Err(RequestError::Guest(GuestError::InvalidInput(_))) => texts
             .iter()
-            .map(|t| match inst.embed(std::slice::from_ref(t), wit.clone()) {
+            .map(|t| match inst.embed(std::slice::from_ref(t), wit) {
                 Ok(e) => Ok(e),
                 Err(e) => Err(e.to_string()),
             })
