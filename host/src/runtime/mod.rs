@@ -145,7 +145,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_memory_bytes: 64 << 30,
+            max_memory_bytes: MAX_MEMORY_BYTES,
             timeout: Duration::from_secs(600),
         }
     }
@@ -185,10 +185,18 @@ impl<T> WtContext<T> for std::result::Result<T, wasmtime::Error> {
 
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// The largest linear memory an instance may have (the weights memory of a model up
+/// to 16 GiB); every memory's address-space reservation, so pool slots can hold it.
+pub const MAX_MEMORY_BYTES: u64 = 16 << 30;
+
+/// Instances of one [`ComponentEngine`] alive at once.
+const POOL_INSTANCES: u32 = 16;
+
 /// The Wasmtime configuration of [`ComponentEngine`]: a component precompiled
 /// (`chord pack --precompile`) must use the same one to load.
 pub fn wasmtime_config() -> wasmtime::Config {
     let mut config = wasmtime::Config::new();
+    config.memory_reservation(MAX_MEMORY_BYTES);
     config.wasm_component_model(true);
     config.wasm_memory64(true);
     config.wasm_multi_memory(true);
@@ -196,6 +204,22 @@ pub fn wasmtime_config() -> wasmtime::Config {
     config.wasm_relaxed_simd(true);
     config.epoch_interruption(true);
     config
+}
+
+/// Per-request instances come from a pool of preallocated slots (address space
+/// reserved once, memories reset between uses) instead of fresh mappings.
+fn pooling() -> wasmtime::PoolingAllocationConfig {
+    let mut pool = wasmtime::PoolingAllocationConfig::default();
+    pool.total_component_instances(POOL_INSTANCES);
+    // The engine module, WASI glue and, in a packed component, one per shard.
+    pool.total_core_instances(16 * POOL_INSTANCES);
+    pool.max_core_instance_size(16 << 20);
+    // Memory 0 and the weights memory, or memory 0 and the shard memories.
+    pool.max_memories_per_component(16);
+    pool.total_memories(8 * POOL_INSTANCES);
+    pool.max_memory_size(MAX_MEMORY_BYTES as usize);
+    pool.total_tables(16 * POOL_INSTANCES);
+    pool
 }
 
 /// Whether `path` is a component with a model built in (`chord pack`: a `.wasm`
@@ -228,8 +252,9 @@ impl ComponentEngine {
     /// Loads (compiling, or reading the compiled cache next to it) the component.
     pub fn new(component_path: impl AsRef<Path>) -> Result<Self> {
         let component_path = component_path.as_ref();
-        let engine =
-            wasmtime::Engine::new(&wasmtime_config()).ctx("creating the Wasmtime engine")?;
+        let mut config = wasmtime_config();
+        config.allocation_strategy(pooling());
+        let engine = wasmtime::Engine::new(&config).ctx("creating the Wasmtime engine")?;
 
         let t0 = Instant::now();
         let (component, from_cache, cache_path) = cache::load_component(&engine, component_path)?;
