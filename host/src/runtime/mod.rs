@@ -215,6 +215,7 @@ fn pooling() -> wasmtime::PoolingAllocationConfig {
     pool.total_core_instances(16 * POOL_INSTANCES);
     pool.max_core_instance_size(16 << 20);
     // Memory 0 and the weights memory, or memory 0 and the shard memories.
+    pool.max_memories_per_module(2);
     pool.max_memories_per_component(16);
     pool.total_memories(8 * POOL_INSTANCES);
     pool.max_memory_size(MAX_MEMORY_BYTES as usize);
