@@ -4,47 +4,14 @@
 //!
 //! Needs `cargo xtask build --release` and `scripts/fetch-models.sh smollm2`.
 
-use std::path::PathBuf;
 use std::process::Command;
+
+mod common;
 
 use chord::runtime::ComponentEngine;
 use chord_core::gguf::FileSource;
 use chord_core::weights::SliceWeights;
-
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn component_path() -> PathBuf {
-    let p = std::env::var_os("WASM_CHORD_COMPONENT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/wasm-chord.wasm"));
-    assert!(
-        p.exists(),
-        "component {} is missing: run `cargo xtask build --release` first",
-        p.display()
-    );
-    p
-}
-
-fn smollm2() -> PathBuf {
-    let dir = std::env::var_os("WASM_CHORD_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME is not set"))
-                .join(".cache/wasm-chord/models")
-        });
-    let p = dir.join("smollm2-135m-instruct-q4_1.gguf");
-    assert!(
-        p.exists(),
-        "model {} is missing: run `scripts/fetch-models.sh` first",
-        p.display()
-    );
-    p
-}
+use common::{component_path, smollm2};
 
 #[test]
 fn run_tokens_is_the_same_natively_and_in_the_component() {

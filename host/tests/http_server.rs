@@ -7,15 +7,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use chord_core::openai::sse;
-use serde_json::{json, Value};
+mod common;
 
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+use chord_core::openai::sse;
+use common::{smollm2, workspace};
+use serde_json::{json, Value};
 
 fn http_component() -> PathBuf {
     let p = std::env::var_os("WASM_CHORD_HTTP_COMPONENT")
@@ -24,22 +20,6 @@ fn http_component() -> PathBuf {
     assert!(
         p.exists(),
         "component {} is missing: build it with `cargo xtask build --release`",
-        p.display()
-    );
-    p
-}
-
-fn smollm2() -> PathBuf {
-    let dir = std::env::var_os("WASM_CHORD_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME is not set"))
-                .join(".cache/wasm-chord/models")
-        });
-    let p = dir.join("smollm2-135m-instruct-q4_1.gguf");
-    assert!(
-        p.exists(),
-        "model {} is missing: run `scripts/fetch-models.sh smollm2` first",
         p.display()
     );
     p

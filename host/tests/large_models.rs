@@ -22,47 +22,18 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use chord::runtime::{fit, ComponentEngine, GuestError, Limits, RequestError, SamplingParams};
 use chord_core::engine::Engine;
 use chord_core::gguf::{FileSource, Gguf};
 use chord_core::model::Logits;
 use chord_core::synth::{ShapeOverrides, Synth};
 use chord_core::weights::SliceWeights;
-
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn component_path() -> PathBuf {
-    let p = std::env::var_os("WASM_CHORD_COMPONENT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/wasm-chord.wasm"));
-    assert!(
-        p.exists(),
-        "component {} is missing: build it first with `cargo xtask build --release` \
-         (or set WASM_CHORD_COMPONENT)",
-        p.display()
-    );
-    p
-}
+use common::{component_path, model_path};
 
 fn header_path() -> PathBuf {
-    let dir = std::env::var_os("WASM_CHORD_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME is not set"))
-                .join(".cache/wasm-chord/models")
-        });
-    let p = dir.join("qwen2-7b-header.gguf");
-    assert!(
-        p.exists(),
-        "{} is missing: run `scripts/fetch-models.sh qwen2-7b-header` first",
-        p.display()
-    );
-    p
+    model_path("qwen2-7b-header.gguf")
 }
 
 fn scratch_dir() -> PathBuf {

@@ -8,40 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+mod common;
+
 use chord::runtime::{ComponentEngine, RawBindings};
-
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn built(name: &str) -> PathBuf {
-    let p = workspace().join("target").join(name);
-    assert!(
-        p.exists(),
-        "{} is missing: build it first with `cargo xtask build --release`",
-        p.display()
-    );
-    p
-}
-
-fn smollm2() -> PathBuf {
-    let dir = std::env::var_os("WASM_CHORD_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME is not set"))
-                .join(".cache/wasm-chord/models")
-        });
-    let p = dir.join("smollm2-135m-instruct-q4_1.gguf");
-    assert!(
-        p.exists(),
-        "model {} is missing: run `scripts/fetch-models.sh smollm2` first",
-        p.display()
-    );
-    p
-}
+use common::{built, smollm2, workspace};
 
 /// Small enough that SmolLM2 Q4_1 (~92 MiB of tensors) needs 3 shards.
 const SHARD_SIZE: u64 = 40_000_000;

@@ -11,6 +11,17 @@ pub fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
+/// A file under `target/` written by `cargo xtask build --release`.
+pub fn built(name: &str) -> PathBuf {
+    let p = workspace().join("target").join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: build it first with `cargo xtask build --release`",
+        p.display()
+    );
+    p
+}
+
 /// `target/wasm-chord.wasm` (or `$WASM_CHORD_COMPONENT`), built by `cargo xtask build --release`.
 pub fn component_path() -> PathBuf {
     let p = std::env::var_os("WASM_CHORD_COMPONENT")
