@@ -61,7 +61,7 @@ fn main() -> Result<()> {
     let component = std::env::var_os("WASM_CHORD_COMPONENT")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/wasm-chord.wasm")
+            chord::built_component("wasm-chord.wasm")
         });
 
     let native = chord::native::load_embedder(&model)?;

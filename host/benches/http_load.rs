@@ -104,7 +104,7 @@ fn main() {
     let clients: usize = env_or("HTTP_LOAD_CLIENTS", 4);
     let secs: u64 = env_or("HTTP_LOAD_SECS", 20);
     let max_tokens: u32 = env_or("HTTP_LOAD_MAX_TOKENS", 8);
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = chord::repo_root();
     let model = std::env::var_os("WASM_CHORD_MODELS")
         .map(PathBuf::from)
         .unwrap_or_else(|| {

@@ -30,7 +30,7 @@ fn args() -> Result<Args> {
         component: std::env::var_os("WASM_CHORD_COMPONENT")
             .map(PathBuf::from)
             .unwrap_or_else(|| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/wasm-chord.wasm")
+                chord::built_component("wasm-chord.wasm")
             }),
         requests: 10,
         tokens: 64,

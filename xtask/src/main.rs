@@ -73,11 +73,14 @@ const USAGE: &str = "usage: cargo xtask build [--release] [--out PATH]\n\
     packed-mode engine module (input of `chord pack`) next to it as wasm-chord-packed-engine.wasm,\n\
     and the HTTP variant as wasm-chord-http.wasm";
 
+/// The repository root. `cargo xtask` sets `CARGO_MANIFEST_DIR` at run time, which
+/// follows the checkout; the compile-time value could name another clone that
+/// shares the target directory (cargo does not rebuild a moved workspace).
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir.parent().unwrap().to_path_buf()
 }
 
 fn target_dir(root: &Path) -> PathBuf {

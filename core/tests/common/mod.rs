@@ -25,7 +25,7 @@ pub fn model(name: &str) -> PathBuf {
 
 /// A file under the repository's `fixtures/`.
 pub fn fixture(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap())
         .join("../fixtures")
         .join(rel)
 }

@@ -7,7 +7,7 @@
 //!
 //! The guest gets this process's stdio, arguments (`PROGRAM.wasm ARGS...`) and
 //! environment, and read-write preopens of the current directory (as `.`) and, under
-//! their absolute paths (so `env!("CARGO_MANIFEST_DIR")` paths work), of the
+//! their absolute paths (so `CARGO_MANIFEST_DIR` paths work), of the
 //! workspace this runner was built from, of every directory listed in
 //! `WASM_RUNNER_DIRS` (`:`-separated) and of the current directory, except those
 //! inside another. SIMD, relaxed SIMD, memory64 and multi-memory are enabled. The
@@ -27,7 +27,7 @@
 //!   cargo test -p wasm-chord-core --target wasm32-wasip2 --test quant_simd
 //! ```
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use wasmtime::component::{Component, Linker, ResourceTable};
@@ -61,10 +61,9 @@ fn preopens() -> Result<Vec<(PathBuf, String)>> {
     let cwd = std::env::current_dir().context("reading the current directory")?;
     let mut absolute = Vec::new();
     // The workspace root (parent of this crate's directory), where fixtures live.
-    if let Some(root) = Path::new(env!("CARGO_MANIFEST_DIR")).parent() {
-        if root.is_dir() {
-            absolute.push(root.to_path_buf());
-        }
+    let root = chord::repo_root();
+    if root.is_dir() {
+        absolute.push(root);
     }
     if let Ok(extra) = std::env::var("WASM_RUNNER_DIRS") {
         absolute.extend(

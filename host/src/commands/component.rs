@@ -23,7 +23,7 @@ impl ComponentArgs {
             .clone()
             .or_else(|| std::env::var_os("WASM_CHORD_COMPONENT").map(PathBuf::from))
             .unwrap_or_else(|| {
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm-chord.wasm")
+                chord::built_component("wasm-chord.wasm")
             })
     }
 

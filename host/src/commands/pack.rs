@@ -34,7 +34,7 @@ fn engine_path(a: &Args) -> PathBuf {
         .clone()
         .or_else(|| std::env::var_os("WASM_CHORD_PACKED_ENGINE").map(PathBuf::from))
         .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm-chord-packed-engine.wasm")
+            chord::built_component("wasm-chord-packed-engine.wasm")
         })
 }
 

@@ -11,7 +11,7 @@ mod state;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -299,6 +299,6 @@ pub fn default_component() -> PathBuf {
     std::env::var_os("WASM_CHORD_HTTP_COMPONENT")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm-chord-http.wasm")
+            crate::built_component("wasm-chord-http.wasm")
         })
 }

@@ -5,10 +5,7 @@
 use std::path::PathBuf;
 
 pub fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    chord::repo_root()
 }
 
 /// A file under `target/` written by `cargo xtask build --release`.
