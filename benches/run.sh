@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One command for wasm-chord's throughput numbers, all measured in the same run:
 # pp128, pp512 and tg128 tokens/s of the native engine, the component (runtime-loaded
-# weights; packed when `chord pack` exists) and, when given, llama.cpp's llama-bench
+# weights, and packed: made with `chord pack` when missing) and, when given, llama.cpp's llama-bench
 # with one thread; then the ratios. See benches/README.md.
 #
 #   benches/run.sh [--llama-bench PATH] [--synth-7b] [--kernels] [--reps N] [--no-build] [--profile P]
@@ -91,8 +91,14 @@ for model in "${model_list[@]}"; do
     chord_bench "$model" "$mode" --pp 512 --tg 128
     chord_bench "$model" "$mode" --pp 128 --tg 0
   done
-  # Packed components come from `chord pack` (reported as unavailable until it exists).
+  # The packed component (`chord pack`), made once next to the model. Not for models
+  # of 4 GiB and more: Wasmtime 48 cannot compile a component holding that much data
+  # (see README.md, "Models over 4 GiB").
   packed="${model%.gguf}.packed.wasm"
+  if [[ ! -f $packed && $(stat -c %s "$model") -lt 4294967296 ]]; then
+    log "packing $(basename "$model")"
+    "$chord" pack "$model" -o "$packed" >&2 || log "chord pack failed"
+  fi
   if [[ -f $packed ]]; then
     chord_bench "$packed" packed --pp 512 --tg 128
     chord_bench "$packed" packed --pp 128 --tg 0

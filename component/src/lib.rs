@@ -26,6 +26,8 @@ mod memory;
 mod packed;
 #[cfg(not(any(feature = "packed", feature = "http")))]
 mod source;
+#[cfg(not(feature = "http"))]
+mod spin_llm;
 
 #[cfg(feature = "http")]
 use http::Error;

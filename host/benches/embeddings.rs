@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use chord::runtime::{ComponentEngine, EmbedOptions};
+use chord::runtime::{ComponentEngine, EmbedOptions, Limits};
 use chord_core::pooling::{self, Embedder};
 use chord_core::quant::GgmlType;
 
@@ -60,9 +60,7 @@ fn main() -> Result<()> {
     };
     let component = std::env::var_os("WASM_CHORD_COMPONENT")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            chord::built_component("wasm-chord.wasm")
-        });
+        .unwrap_or_else(|| chord::built_component("wasm-chord.wasm"));
 
     let native = chord::native::load_embedder(&model)?;
     let mut engine = ComponentEngine::new(&component).with_context(|| {
@@ -72,6 +70,11 @@ fn main() -> Result<()> {
         )
     })?;
     engine.load_model(&model)?;
+    // A batch of 32 long texts takes longer than the default per-request deadline.
+    engine.set_limits(Limits {
+        timeout: Duration::from_secs(3600),
+        ..Limits::default()
+    });
     let mut inst = engine.instance()?;
     let opts = EmbedOptions {
         pooling: None,

@@ -1,11 +1,15 @@
 //! Per-request cost of the component, and steady-state decode speed, native vs
 //! component, in one run:
 //!
-//!     cargo bench -p chord --bench requests [-- --model PATH --requests N --tokens N]
+//!     cargo bench -p chord --bench requests [-- --model PATH --packed PATH --requests N --tokens N]
 //!
 //! A request = fresh `Store` + instantiate + weights load (the guest copies the GGUF
-//! into its 64-bit weights memory) + prompt + first token. Medians over N requests.
-//! Needs `cargo xtask build --release`; the model defaults to SmolLM2-135M Q4_1.
+//! into its 64-bit weights memory; a packed component has them built in) + prompt +
+//! first token; natively, opening the model + prompt + first token. Medians over N
+//! requests. Modes: native, the component (runtime-loaded weights) and, when
+//! `--packed` is given or `MODEL.packed.wasm` exists next to the model (`chord pack`),
+//! the packed component. Needs `cargo xtask build --release`; the model defaults to
+//! SmolLM2-135M Q4_1.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -20,6 +24,8 @@ const PROMPT: &str = "The capital of France is";
 struct Args {
     model: PathBuf,
     component: PathBuf,
+    /// The packed component of the same model (`chord pack`), if any.
+    packed: Option<PathBuf>,
     requests: usize,
     tokens: u32,
 }
@@ -29,9 +35,8 @@ fn args() -> Result<Args> {
         model: PathBuf::new(),
         component: std::env::var_os("WASM_CHORD_COMPONENT")
             .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                chord::built_component("wasm-chord.wasm")
-            }),
+            .unwrap_or_else(|| chord::built_component("wasm-chord.wasm")),
+        packed: None,
         requests: 10,
         tokens: 64,
     };
@@ -42,6 +47,7 @@ fn args() -> Result<Args> {
         match k.as_str() {
             "--model" => model = Some(PathBuf::from(v()?)),
             "--component" => a.component = PathBuf::from(v()?),
+            "--packed" => a.packed = Some(PathBuf::from(v()?)),
             "--requests" => a.requests = v()?.parse()?,
             "--tokens" => a.tokens = v()?.parse()?,
             "--bench" => {}
@@ -52,7 +58,15 @@ fn args() -> Result<Args> {
         Some(m) => m,
         None => chord::models::default_model()?,
     };
+    if a.packed.is_none() {
+        a.packed = Some(packed_path(&a.model)).filter(|p| p.exists());
+    }
     Ok(a)
+}
+
+/// Where `benches/run.sh` keeps a model's packed component: next to the GGUF.
+fn packed_path(model: &std::path::Path) -> PathBuf {
+    model.with_extension("packed.wasm")
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -73,36 +87,24 @@ fn params(tokens: u32) -> SamplingParams {
     }
 }
 
-fn main() -> Result<()> {
-    let a = args()?;
-    println!(
-        "model {}  ({} requests, {} decode tokens)",
-        a.model.display(),
-        a.requests,
-        a.tokens
-    );
+/// Per-request costs (medians) and steady-state decode speed of one mode.
+struct Report {
+    instantiate: Duration,
+    load: Duration,
+    first_token: Duration,
+    request: Duration,
+    tok_s: f64,
+}
 
-    // Component: one engine per process (compile or load the .cwasm once).
-    let t0 = Instant::now();
-    let mut engine = ComponentEngine::new(&a.component).with_context(|| {
-        format!(
-            "loading {} (cargo xtask build --release)",
-            a.component.display()
-        )
-    })?;
-    engine.load_model(&a.model)?;
-    println!(
-        "component ready in {:.1} ms (compiled code from cache: {})",
-        ms(t0.elapsed()),
-        engine.load_stats().from_cache
-    );
+/// A request = fresh `Store` + instantiate + weights load + prompt + first token.
+fn component(engine: &ComponentEngine, a: &Args) -> Result<Report> {
     let (mut inst_t, mut load_t, mut first_t, mut total_t) = (vec![], vec![], vec![], vec![]);
     for _ in 0..a.requests {
         let t0 = Instant::now();
         let mut inst = engine.instance()?;
         inst_t.push(inst.instantiate_time);
         let t1 = Instant::now();
-        inst.info()?; // loads the weights
+        inst.info()?; // loads the weights (packed: parses the built-in header)
         load_t.push(t1.elapsed());
         let mut first = None;
         inst.stream(PROMPT, &params(1), |_| {
@@ -112,35 +114,116 @@ fn main() -> Result<()> {
         first_t.push(first.unwrap_or(t0.elapsed()));
         total_t.push(t0.elapsed());
     }
-    println!("per request (median of {}):", a.requests);
-    println!("  store + instantiate   {:8.3} ms", ms(median(inst_t)));
-    println!("  weights load          {:8.3} ms", ms(median(load_t)));
-    println!("  to first token        {:8.3} ms", ms(median(first_t)));
-    println!("  whole request         {:8.3} ms", ms(median(total_t)));
-
-    // Steady state: decode speed on one warm instance, then natively.
+    // Steady state: decode speed on one warm instance.
     let mut inst = engine.instance()?;
     inst.generate(PROMPT, &params(4))?; // warm-up
     let t = Instant::now();
     let out = inst.generate(PROMPT, &params(a.tokens))?;
-    let comp_tps = out.usage.generated_tokens as f64 / t.elapsed().as_secs_f64();
+    Ok(Report {
+        instantiate: median(inst_t),
+        load: median(load_t),
+        first_token: median(first_t),
+        request: median(total_t),
+        tok_s: out.usage.generated_tokens as f64 / t.elapsed().as_secs_f64(),
+    })
+}
 
-    let native: Engine = chord::native::load_engine(&a.model)?;
-    let p = sampler::SamplingParams {
+/// The native engine: a "request" opens (maps and parses) the model and answers.
+fn native(a: &Args) -> Result<Report> {
+    let (mut load_t, mut first_t) = (vec![], vec![]);
+    let first = sampler::SamplingParams {
         temperature: 0.0,
-        max_tokens: a.tokens,
+        max_tokens: 1,
         ..Default::default()
     };
-    native.generate(PROMPT, &sampler::SamplingParams { max_tokens: 4, ..p })?;
+    for _ in 0..a.requests {
+        let t0 = Instant::now();
+        let engine: Engine = chord::native::load_engine(&a.model)?;
+        load_t.push(t0.elapsed());
+        engine.generate(PROMPT, &first)?;
+        first_t.push(t0.elapsed());
+    }
+    let engine: Engine = chord::native::load_engine(&a.model)?;
+    let p = sampler::SamplingParams {
+        max_tokens: a.tokens,
+        ..first
+    };
+    engine.generate(PROMPT, &sampler::SamplingParams { max_tokens: 4, ..p })?;
     let t = Instant::now();
-    let (_, _, usage) = native.generate(PROMPT, &p)?;
-    let native_tps = usage.completion_tokens as f64 / t.elapsed().as_secs_f64();
+    let (_, _, usage) = engine.generate(PROMPT, &p)?;
+    let first_token = median(first_t);
+    Ok(Report {
+        instantiate: Duration::ZERO,
+        load: median(load_t),
+        first_token,
+        request: first_token,
+        tok_s: usage.completion_tokens as f64 / t.elapsed().as_secs_f64(),
+    })
+}
+
+fn open(path: &std::path::Path, model: Option<&std::path::Path>) -> Result<ComponentEngine> {
+    let t0 = Instant::now();
+    let mut engine = ComponentEngine::new(path)
+        .with_context(|| format!("loading {} (cargo xtask build --release)", path.display()))?;
+    if let Some(m) = model {
+        engine.load_model(m)?;
+    }
     println!(
-        "steady state (prompt + {} tokens, incl. prefill):",
+        "{} ready in {:.1} ms (compiled code from cache: {})",
+        path.display(),
+        ms(t0.elapsed()),
+        engine.load_stats().from_cache
+    );
+    Ok(engine)
+}
+
+fn main() -> Result<()> {
+    let a = args()?;
+    println!(
+        "model {}  ({} requests, {} decode tokens)",
+        a.model.display(),
+        a.requests,
         a.tokens
     );
-    println!("  component   {comp_tps:7.1} tok/s");
-    println!("  native      {native_tps:7.1} tok/s");
-    println!("  component / native = {:.2}", comp_tps / native_tps);
+    let mut rows = vec![("native", native(&a)?)];
+    rows.push((
+        "component",
+        component(&open(&a.component, Some(&a.model))?, &a)?,
+    ));
+    match &a.packed {
+        Some(p) => rows.push(("packed", component(&open(p, None)?, &a)?)),
+        None => println!(
+            "no packed component ({} missing: `chord pack {} -o ...`, or pass --packed)",
+            packed_path(&a.model).display(),
+            a.model.display()
+        ),
+    }
+
+    println!(
+        "per request, median of {} (decode: prompt + {} tokens on a warm instance, incl. prefill):",
+        a.requests, a.tokens
+    );
+    println!(
+        "{:<10} {:>12} {:>13} {:>12} {:>11} {:>12} {:>10}",
+        "mode",
+        "instantiate",
+        "weights load",
+        "first token",
+        "request",
+        "decode tok/s",
+        "vs native"
+    );
+    let native_tps = rows[0].1.tok_s;
+    for (mode, r) in &rows {
+        println!(
+            "{mode:<10} {:>9.3} ms {:>10.3} ms {:>9.3} ms {:>8.3} ms {:>12.1} {:>9.2}x",
+            ms(r.instantiate),
+            ms(r.load),
+            ms(r.first_token),
+            ms(r.request),
+            r.tok_s,
+            r.tok_s / native_tps
+        );
+    }
     Ok(())
 }

@@ -40,6 +40,8 @@ enum Command {
     Bench(commands::bench::Args),
     /// Serve the OpenAI-compatible HTTP API (the wasi:http component in Wasmtime).
     Serve(commands::serve::Args),
+    /// Run a wasi:cli app composed onto the engine (e.g. a Spin LLM app after `wac plug`).
+    RunApp(commands::run_app::Args),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
         Command::Pack(a) => commands::pack::run(a),
         Command::Bench(a) => commands::bench::run(a),
         Command::Serve(a) => commands::serve::run(a),
+        Command::RunApp(a) => commands::run_app::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,7 +12,8 @@
 //! module, intrinsics still imported, to `target/wasm-chord-packed-engine.wasm`:
 //! `chord pack` rewrites and componentizes it around a model's shard memories.
 //! And it builds the guest's `http` feature into `target/wasm-chord-http.wasm`, the
-//! `wasi:http/proxy` variant (`chord serve`, `wasmtime serve`, Spin).
+//! `wasi:http/proxy` variant (`chord serve`, `wasmtime serve`, Spin), and the
+//! example application `examples/spin-llm-app` into `target/spin-llm-app.wasm`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -143,7 +144,41 @@ fn build(release: bool, out: Option<PathBuf>) -> Result<()> {
         .with_context(|| format!("writing {}", packed_out.display()))?;
     eprintln!("xtask: packed engine written ({} KiB)", packed.len() / 1024);
     println!("{}", packed_out.display());
+
+    // The Spin-style example application (examples/spin-llm-app): a `wasi:cli`
+    // command that imports only WASI and `fermyon:spin/llm`; the engine is plugged
+    // into it with `wac plug` (and by the `spin_llm` test).
+    let app = build_app(&root, &target_dir, &cargo, release)?;
+    let app_out = out.with_file_name(SPIN_LLM_APP);
+    write_component(&app, &app_out)?;
     Ok(())
+}
+
+/// File name (under `target/`) of the example Spin LLM application.
+const SPIN_LLM_APP: &str = "spin-llm-app.wasm";
+
+/// `cargo build` of examples/spin-llm-app: the Rust toolchain links it into a
+/// component itself (no post-link step: it has one memory and nothing to rewrite).
+fn build_app(root: &Path, target_dir: &Path, cargo: &str, release: bool) -> Result<Vec<u8>> {
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root)
+        .args(["build", "-p", "spin-llm-app", "--target", TARGET])
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    if release {
+        cmd.arg("--release");
+    }
+    eprintln!("xtask: building examples/spin-llm-app");
+    let status = cmd.status().with_context(|| format!("running {cargo}"))?;
+    if !status.success() {
+        bail!("cargo build of examples/spin-llm-app failed ({status})");
+    }
+    let profile = if release { "release" } else { "debug" };
+    let path = target_dir
+        .join(TARGET)
+        .join(profile)
+        .join("spin-llm-app.wasm");
+    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
 }
 
 /// File name (under `target/`) of the packed-mode engine module.

@@ -151,10 +151,13 @@ pub fn run(a: Args) -> Result<()> {
         );
     }
     let (mode, (pp, tg)) = if a.packed {
-        bail!(
-            "packed components are not available yet (`chord pack` has not landed): bench {} with the runtime-loaded component (default) or --native",
-            model.display()
-        );
+        if !chord::runtime::is_packed_component(&model) {
+            bail!(
+                "{} is not a packed component: make one with `chord pack --model MODEL.gguf`",
+                model.display()
+            );
+        }
+        ("packed", measure(&mut component_runner(&a, &model)?, &a)?)
     } else if a.run.native {
         let mut r = NativeRunner(native::load_engine(&model)?);
         ("native", measure(&mut r, &a)?)

@@ -7,6 +7,7 @@ pub mod generate;
 pub mod info;
 pub mod pack;
 pub mod quantize;
+pub mod run_app;
 pub mod serve;
 pub mod synth;
 pub mod tokenize;

@@ -75,16 +75,23 @@ pub struct HostState {
 
 impl HostState {
     pub fn new(models: HashMap<String, Arc<ModelFile>>, max_memory_bytes: u64) -> Self {
+        let mut b = WasiCtx::builder();
+        b.inherit_stderr();
+        // `WASM_CHORD_TRACE=1` makes the guest print its load timings.
+        if let Ok(v) = std::env::var("WASM_CHORD_TRACE") {
+            b.env("WASM_CHORD_TRACE", v);
+        }
+        Self::with_wasi(models, max_memory_bytes, b.build())
+    }
+
+    /// A store state with the caller's WASI context (arguments, captured output...).
+    pub fn with_wasi(
+        models: HashMap<String, Arc<ModelFile>>,
+        max_memory_bytes: u64,
+        wasi: WasiCtx,
+    ) -> Self {
         Self {
-            wasi: {
-                let mut b = WasiCtx::builder();
-                b.inherit_stderr();
-                // `WASM_CHORD_TRACE=1` makes the guest print its load timings.
-                if let Ok(v) = std::env::var("WASM_CHORD_TRACE") {
-                    b.env("WASM_CHORD_TRACE", v);
-                }
-                b.build()
-            },
+            wasi,
             table: ResourceTable::new(),
             models,
             limiter: Limiter {

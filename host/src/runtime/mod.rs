@@ -17,6 +17,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod app;
 pub(crate) mod cache;
 pub mod fit;
 mod host;
