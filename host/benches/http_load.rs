@@ -1,11 +1,11 @@
 //! Bounded load test of `chord serve` (a benchmark, not a test): N concurrent
 //! clients send completions for a fixed time over loopback; reports requests/s,
-//! p50/p99 latency, failed or corrupted responses, and the server's RSS before and
-//! after.
+//! p50/p99 latency, failed or corrupted responses, and the server's anonymous memory
+//! after warm-up, during and after the run.
 //!
 //! ```sh
 //! cargo xtask build --release && cargo build --release -p chord
-//! HTTP_LOAD_CLIENTS=4 HTTP_LOAD_SECS=30 cargo bench -p chord --bench http_load
+//! HTTP_LOAD_CLIENTS=4 HTTP_LOAD_SECS=30 [HTTP_LOAD_WARMUP_SECS=30] cargo bench -p chord --bench http_load
 //! ```
 //! Needs target/wasm-chord-http.wasm and SmolLM2 (`scripts/fetch-models.sh smollm2`).
 
@@ -22,12 +22,15 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-fn rss_kib(pid: u32) -> u64 {
+/// A field of /proc/PID/status in KiB (`RssAnon`: the server's own heap and wasm
+/// memories; `RssFile`: mapped files such as the model and the compiled code, which
+/// the page cache shares and which only grow until every page has been touched once).
+fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
@@ -99,10 +102,68 @@ impl Drop for Guard {
     }
 }
 
+/// What one timed run of `clients` concurrent clients gave.
+struct Run {
+    latencies: Vec<Duration>,
+    failed: usize,
+    corrupted: usize,
+    /// The server's RssAnon once per second during the run.
+    anon_samples: Vec<u64>,
+}
+
+/// `clients` clients post `body` back to back for `secs` seconds; a 200 whose text
+/// differs from `expected` (greedy, so always the same) counts as corrupted.
+fn load(addr: SocketAddr, body: &str, expected: &str, clients: usize, secs: u64, pid: u32) -> Run {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    std::thread::scope(|s| {
+        let sampler = s.spawn(|| {
+            let mut v = Vec::new();
+            while Instant::now() < deadline {
+                std::thread::sleep(Duration::from_secs(1));
+                v.push(status_kib(pid, "RssAnon:"));
+            }
+            v
+        });
+        let handles: Vec<_> = (0..clients)
+            .map(|_| {
+                s.spawn(|| {
+                    let (mut lat, mut failed, mut corrupted) = (Vec::new(), 0, 0);
+                    while Instant::now() < deadline {
+                        let t = Instant::now();
+                        match post(addr, body) {
+                            Ok((200, b)) if text_of(&b).as_deref() == Some(expected) => {
+                                lat.push(t.elapsed())
+                            }
+                            Ok((200, _)) => corrupted += 1,
+                            _ => failed += 1,
+                        }
+                    }
+                    (lat, failed, corrupted)
+                })
+            })
+            .collect();
+        let mut run = Run {
+            latencies: Vec::new(),
+            failed: 0,
+            corrupted: 0,
+            anon_samples: Vec::new(),
+        };
+        for h in handles {
+            let (lat, failed, corrupted) = h.join().unwrap();
+            run.latencies.extend(lat);
+            run.failed += failed;
+            run.corrupted += corrupted;
+        }
+        run.anon_samples = sampler.join().unwrap();
+        run
+    })
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; nothing else to parse.
     let clients: usize = env_or("HTTP_LOAD_CLIENTS", 4);
     let secs: u64 = env_or("HTTP_LOAD_SECS", 20);
+    let warmup_secs: u64 = env_or("HTTP_LOAD_WARMUP_SECS", secs);
     let max_tokens: u32 = env_or("HTTP_LOAD_MAX_TOKENS", 8);
     let root = chord::repo_root();
     let model = std::env::var_os("WASM_CHORD_MODELS")
@@ -138,48 +199,33 @@ fn main() {
         "prompt": "The capital of France is", "max_tokens": max_tokens, "temperature": 0
     })
     .to_string();
-    // Warm-up: every pool slot the clients will use gets touched once.
     let expected = {
         let (status, b) = post(addr, &body).expect("warm-up request");
         assert_eq!(status, 200, "{b}");
         text_of(&b).expect("warm-up response")
     };
-    std::thread::scope(|s| {
-        for _ in 0..clients {
-            s.spawn(|| post(addr, &body));
-        }
-    });
-    let rss_before = rss_kib(pid);
-
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let results: Vec<(Vec<Duration>, usize, usize)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..clients)
-            .map(|_| {
-                s.spawn(|| {
-                    let (mut lat, mut failed, mut corrupted) = (Vec::new(), 0, 0);
-                    while Instant::now() < deadline {
-                        let t = Instant::now();
-                        match post(addr, &body) {
-                            Ok((200, b)) if text_of(&b).as_deref() == Some(expected.as_str()) => {
-                                lat.push(t.elapsed())
-                            }
-                            Ok((200, _)) => corrupted += 1,
-                            _ => failed += 1,
-                        }
-                    }
-                    (lat, failed, corrupted)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    let rss_after = rss_kib(pid);
+    // A warm-up run of the same load: the pooling allocator keeps up to 64 MiB of
+    // every memory slot it has used resident (`linear_memory_keep_resident`), so idle
+    // RSS rises until the slots this load uses have each been used once. A leak would
+    // keep growing in the measured run after that.
+    let warmup = load(addr, &body, &expected, clients, warmup_secs, pid);
+    assert_eq!(warmup.failed + warmup.corrupted, 0, "failures during warm-up");
+    let anon_before = status_kib(pid, "RssAnon:");
+    let file_before = status_kib(pid, "RssFile:");
+    let run = load(addr, &body, &expected, clients, secs, pid);
+    let anon_after = status_kib(pid, "RssAnon:");
+    let file_after = status_kib(pid, "RssFile:");
+    let max = run.anon_samples.iter().copied().max().unwrap_or(0);
+    let every_5s: Vec<String> = run
+        .anon_samples
+        .iter()
+        .step_by(5)
+        .map(|k| (k / 1024).to_string())
+        .collect();
     drop(server);
 
-    let mut lat: Vec<Duration> = results.iter().flat_map(|r| r.0.clone()).collect();
+    let (mut lat, failed, corrupted) = (run.latencies, run.failed, run.corrupted);
     lat.sort();
-    let failed: usize = results.iter().map(|r| r.1).sum();
-    let corrupted: usize = results.iter().map(|r| r.2).sum();
     let pct = |p: f64| {
         lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
             .copied()
@@ -187,14 +233,19 @@ fn main() {
     };
     println!(
         "http_load: {clients} clients, {secs} s, max_tokens {max_tokens}: {} ok, {failed} failed, \
-         {corrupted} corrupted; {:.2} req/s; latency p50 {:.1?} p99 {:.1?}; \
-         server RSS {} MiB before, {} MiB after",
+         {corrupted} corrupted; {:.2} req/s; latency p50 {:.1?} p99 {:.1?}\n\
+         server RssAnon idle after warm-up {} MiB, idle after the run {} MiB (max {} MiB; \
+         every 5 s: {}); RssFile {} -> {} MiB",
         lat.len(),
         lat.len() as f64 / secs as f64,
         pct(0.50),
         pct(0.99),
-        rss_before / 1024,
-        rss_after / 1024,
+        anon_before / 1024,
+        anon_after / 1024,
+        max / 1024,
+        every_5s.join(" "),
+        file_before / 1024,
+        file_after / 1024,
     );
     assert_eq!(failed + corrupted, 0, "failed or corrupted responses");
 }

@@ -6,7 +6,7 @@
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
@@ -49,12 +49,28 @@ pub fn load_component(
             })?;
         return Ok((c, true, Some(path.to_path_buf())));
     }
-    let bytes = std::fs::read(path).with_context(|| {
-        format!(
-            "reading the component {} (build it with `cargo xtask build --release`)",
-            path.display()
-        )
-    })?;
+    let len = std::fs::metadata(path)
+        .with_context(|| {
+            format!(
+                "reading the component {} (build it with `cargo xtask build --release`)",
+                path.display()
+            )
+        })?
+        .len();
+    // Wasmtime 48 keeps the offsets of a compiled component's data segments as u32
+    // (wasmtime-environ compile/module_artifacts.rs) and panics past 4 GiB, which
+    // would take the whole host down: refuse first. Only packed components (weights
+    // as data segments) get that large.
+    if len >= 1 << 32 {
+        bail!(
+            "{} holds {:.2} GiB: Wasmtime 48 cannot compile a component with 4 GiB or more \
+             of data segments; run the GGUF through the runtime-loaded component instead",
+            path.display(),
+            len as f64 / (1u64 << 30) as f64
+        );
+    }
+    let bytes =
+        std::fs::read(path).with_context(|| format!("reading the component {}", path.display()))?;
     let cached = cache_path(engine, path, &bytes);
     if cached.exists() {
         // SAFETY: the file was written by `Component::serialize` of an engine with
