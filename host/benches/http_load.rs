@@ -209,7 +209,11 @@ fn main() {
     // RSS rises until the slots this load uses have each been used once. A leak would
     // keep growing in the measured run after that.
     let warmup = load(addr, &body, &expected, clients, warmup_secs, pid);
-    assert_eq!(warmup.failed + warmup.corrupted, 0, "failures during warm-up");
+    assert_eq!(
+        warmup.failed + warmup.corrupted,
+        0,
+        "failures during warm-up"
+    );
     let anon_before = status_kib(pid, "RssAnon:");
     let file_before = status_kib(pid, "RssFile:");
     let run = load(addr, &body, &expected, clients, secs, pid);
