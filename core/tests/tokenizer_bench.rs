@@ -31,7 +31,8 @@ fn model(name: &str) -> PathBuf {
 }
 
 fn text_100k() -> String {
-    let path = Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../fixtures/tokenizer/strings.json");
+    let path = Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap())
+        .join("../fixtures/tokenizer/strings.json");
     let strings: Vec<String> =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let prose = "It was the best of times, it was the worst of times, it was the age of wisdom, \

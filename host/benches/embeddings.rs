@@ -60,9 +60,7 @@ fn main() -> Result<()> {
     };
     let component = std::env::var_os("WASM_CHORD_COMPONENT")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            chord::built_component("wasm-chord.wasm")
-        });
+        .unwrap_or_else(|| chord::built_component("wasm-chord.wasm"));
 
     let native = chord::native::load_embedder(&model)?;
     let mut engine = ComponentEngine::new(&component).with_context(|| {

@@ -29,9 +29,7 @@ fn args() -> Result<Args> {
         model: PathBuf::new(),
         component: std::env::var_os("WASM_CHORD_COMPONENT")
             .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                chord::built_component("wasm-chord.wasm")
-            }),
+            .unwrap_or_else(|| chord::built_component("wasm-chord.wasm")),
         requests: 10,
         tokens: 64,
     };

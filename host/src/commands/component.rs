@@ -22,9 +22,7 @@ impl ComponentArgs {
         self.component
             .clone()
             .or_else(|| std::env::var_os("WASM_CHORD_COMPONENT").map(PathBuf::from))
-            .unwrap_or_else(|| {
-                chord::built_component("wasm-chord.wasm")
-            })
+            .unwrap_or_else(|| chord::built_component("wasm-chord.wasm"))
     }
 
     /// Compiles (or loads from the cache) the component and serves `model` to it.

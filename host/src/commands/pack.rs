@@ -33,9 +33,7 @@ fn engine_path(a: &Args) -> PathBuf {
     a.engine
         .clone()
         .or_else(|| std::env::var_os("WASM_CHORD_PACKED_ENGINE").map(PathBuf::from))
-        .unwrap_or_else(|| {
-            chord::built_component("wasm-chord-packed-engine.wasm")
-        })
+        .unwrap_or_else(|| chord::built_component("wasm-chord-packed-engine.wasm"))
 }
 
 fn map(path: &Path) -> Result<memmap2::Mmap> {

@@ -298,7 +298,5 @@ fn internal_error(e: &anyhow::Error) -> hyper::Response<HyperOutgoingBody> {
 pub fn default_component() -> PathBuf {
     std::env::var_os("WASM_CHORD_HTTP_COMPONENT")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            crate::built_component("wasm-chord-http.wasm")
-        })
+        .unwrap_or_else(|| crate::built_component("wasm-chord-http.wasm"))
 }

@@ -80,9 +80,10 @@ fn fma_slow(d: v128, s: v128, acc: v128) -> v128 {
     )
 }
 
-/// Whether `f32x4.relaxed_madd` rounds once on this engine (probed once).
+/// Whether `f32x4.relaxed_madd` rounds once on this engine (probed once). Also used by
+/// the attention kernels (`ops/attention_simd128.rs`).
 #[cfg(target_feature = "relaxed-simd")]
-fn madd_is_fused() -> bool {
+pub(crate) fn madd_is_fused() -> bool {
     use core::sync::atomic::{AtomicU8, Ordering};
     static FUSED: AtomicU8 = AtomicU8::new(0);
     match FUSED.load(Ordering::Relaxed) {

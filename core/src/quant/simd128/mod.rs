@@ -43,6 +43,13 @@ mod legacy;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod prim;
 
+#[cfg(all(
+    target_arch = "wasm32",
+    target_feature = "simd128",
+    target_feature = "relaxed-simd"
+))]
+pub(crate) use legacy::madd_is_fused;
+
 /// Which kernels [`vec_dot`](super::vec_dot) runs in this build: `"relaxed-simd"`,
 /// `"simd128"` or `"scalar"`.
 pub const KERNELS: &str = if cfg!(all(
