@@ -12,7 +12,7 @@
 use core::arch::wasm32::*;
 
 use super::attention::{AttnKernel, Head};
-use super::ggml_order::{fma, hsum16, reduce_dot_lanes, soft_max_exp, DOT_STEP, LANES};
+use super::ggml_order::{fma, hsum16, reduce_dot_lanes, DOT_STEP, LANES};
 
 /// One head: `out = softmax(K·q * scale) · V` for the cache rows of `h`.
 pub(super) fn head(h: &Head, scores: &mut [f32], acc: &mut [f32], out: &mut [f32]) {
@@ -32,21 +32,91 @@ fn head_with<const FUSED: bool>(h: &Head, scores: &mut [f32], acc: &mut [f32], o
         *s = vec_dot_f32::<FUSED>(h.key(p), h.q) * h.scale;
         max = max.max(*s);
     }
-    let inv = (1.0 / soft_max_exp(scores, max)) as f32;
+    let inv = (1.0 / soft_max_exp::<FUSED>(scores, max)) as f32;
 
     acc.fill(0.0);
+    // Position `p` goes to lane `p % lanes`; a counter avoids the division.
+    let mut lane = 0;
     for (p, &s) in scores.iter().enumerate() {
         let w = s * inv;
-        axpy::<FUSED>(
-            &mut acc[(p % lanes) * head_dim..][..head_dim],
-            h.value(p),
-            w,
-        );
+        axpy::<FUSED>(&mut acc[lane * head_dim..][..head_dim], h.value(p), w);
+        lane += 1;
+        if lane == lanes {
+            lane = 0;
+        }
     }
     match h.kernel {
         AttnKernel::Batch => reduce16(acc, out),
         AttnKernel::Single => reduce64(acc, out),
     }
+}
+
+/// `ggml_order::soft_max_exp`, a group of 16 at a time: the same [`expf4`] lanes, the
+/// same `hsum16` per group, the group sums added in `f64` in order. A last group
+/// shorter than 16 is padded, and its padding lanes zeroed before the sum, as the
+/// scalar code's.
+#[inline(always)]
+fn soft_max_exp<const FUSED: bool>(y: &mut [f32], max: f32) -> f64 {
+    let m = f32x4_splat(max);
+    let mut sum = 0f64;
+    for group in y.chunks_mut(LANES) {
+        let len = group.len();
+        let mut buf = [0f32; LANES];
+        buf[..len].copy_from_slice(group);
+        let e: [v128; 4] = core::array::from_fn(|i| expf4::<FUSED>(f32x4_sub(ld(&buf, 4 * i), m)));
+        for (i, &ei) in e.iter().enumerate() {
+            st(&mut buf, 4 * i, ei);
+        }
+        group.copy_from_slice(&buf[..len]);
+        if len < LANES {
+            buf[len..].fill(0.0);
+            sum += hsum16(&buf) as f64;
+        } else {
+            sum += hsum16x4(e) as f64;
+        }
+    }
+    sum
+}
+
+/// `ggml_order::expf` on four lanes: the same fused multiply-adds, products and
+/// `scalef` (an exact `f64` product rounded once), and the same out-of-range results.
+#[inline(always)]
+fn expf4<const FUSED: bool>(x: v128) -> v128 {
+    let c = |bits: u32| f32x4_splat(f32::from_bits(bits));
+    let r = c(0x4b40_0000);
+    let z = fma4::<FUSED>(x, c(0x3fb8_aa3b), r);
+    let n = f32x4_sub(z, r);
+    let neg_n = f32x4_neg(n);
+    let b = fma4::<FUSED>(
+        neg_n,
+        c(0x35bf_be8e),
+        fma4::<FUSED>(neg_n, c(0x3f31_7200), x),
+    );
+    let u = f32x4_mul(b, b);
+    let j = fma4::<FUSED>(
+        fma4::<FUSED>(
+            fma4::<FUSED>(c(0x3c07_2010), b, c(0x3d2b_9f17)),
+            u,
+            fma4::<FUSED>(c(0x3e2a_af33), b, c(0x3eff_fedb)),
+        ),
+        u,
+        fma4::<FUSED>(c(0x3f7f_fff6), b, f32x4_splat(1.0)),
+    );
+    // scalef: `n` is an integer here (NaN lanes give 0, as `n as i64` does).
+    let e = i32x4_add(i32x4_trunc_sat_f32x4(n), i32x4_splat(1023));
+    let pow2 = |e: v128| i64x2_shl(e, 52);
+    let high = |v: v128| i32x4_shuffle::<2, 3, 2, 3>(v, v);
+    let lo = f64x2_mul(f64x2_promote_low_f32x4(j), pow2(i64x2_extend_low_i32x4(e)));
+    let hi = f64x2_mul(
+        f64x2_promote_low_f32x4(high(j)),
+        pow2(i64x2_extend_high_i32x4(e)),
+    );
+    let scaled =
+        i32x4_shuffle::<0, 1, 4, 5>(f32x4_demote_f64x2_zero(lo), f32x4_demote_f64x2_zero(hi));
+    // |n| > 192: 0 below, +inf above.
+    let out = f32x4_gt(f32x4_abs(n), f32x4_splat(192.0));
+    let limit = v128_and(f32x4_gt(n, f32x4_splat(0.0)), f32x4_splat(f32::INFINITY));
+    v128_bitselect(limit, scaled, out)
 }
 
 /// `a * b + c` per lane, rounded once; `FUSED` says `f32x4.relaxed_madd` is fused here.
@@ -145,13 +215,18 @@ fn vec_dot_f32<const FUSED: bool>(x: &[f32], y: &[f32]) -> f32 {
     let n = x.len().min(y.len());
     let np = n - n % DOT_STEP;
     let (x, y) = (&x[..n], &y[..n]);
+    let steps = || {
+        x[..np]
+            .chunks_exact(DOT_STEP)
+            .zip(y[..np].chunks_exact(DOT_STEP))
+    };
     let mut r = [f32x4_splat(0.0); 4];
     for (v, rv) in r.iter_mut().enumerate() {
         let mut a = [f32x4_splat(0.0); 4];
-        for s in (0..np).step_by(DOT_STEP) {
+        for (xs, ys) in steps() {
             for (g, ag) in a.iter_mut().enumerate() {
-                let i = s + 4 * v + LANES * g;
-                *ag = fma4::<FUSED>(ld(x, i), ld(y, i), *ag);
+                let i = 4 * v + LANES * g;
+                *ag = fma4::<FUSED>(ld(xs, i), ld(ys, i), *ag);
             }
         }
         *rv = f32x4_add(f32x4_add(a[0], a[2]), f32x4_add(a[1], a[3]));
@@ -177,15 +252,14 @@ fn hsum16x4(r: [v128; 4]) -> f32 {
 /// `acc[i] = fma(v[i], w, acc[i])`.
 #[inline(always)]
 fn axpy<const FUSED: bool>(acc: &mut [f32], v: &[f32], w: f32) {
-    let n = acc.len().min(v.len());
-    let n4 = n - n % 4;
     let wv = f32x4_splat(w);
-    for i in (0..n4).step_by(4) {
-        let a = fma4::<FUSED>(ld(v, i), wv, ld(acc, i));
-        st(acc, i, a);
+    let mut a4 = acc.chunks_exact_mut(4);
+    let mut v4 = v.chunks_exact(4);
+    for (a, x) in a4.by_ref().zip(v4.by_ref()) {
+        st(a, 0, fma4::<FUSED>(ld(x, 0), wv, ld(a, 0)));
     }
-    for i in n4..n {
-        acc[i] = fma(v[i], w, acc[i]);
+    for (a, &x) in a4.into_remainder().iter_mut().zip(v4.remainder()) {
+        *a = fma(x, w, *a);
     }
 }
 
@@ -296,6 +370,58 @@ mod tests {
             (f32::NAN, 1.0, 1.0),
         ] {
             check(a, b, c);
+        }
+    }
+
+    /// `expf4` against the scalar `expf`, bit for bit, with both fused multiply-adds
+    /// this build and engine can run: over the whole range (normal, subnormal, zero
+    /// and infinite results), at the range limits and on non-finite inputs.
+    #[test]
+    fn vector_expf_matches_the_scalar_one() {
+        use super::super::ggml_order::expf;
+        let check = |x: [f32; 4], got: v128| {
+            for (k, &xk) in x.iter().enumerate() {
+                let g = f32x4_extract_lane::<0>(match k {
+                    0 => got,
+                    1 => i32x4_shuffle::<1, 1, 1, 1>(got, got),
+                    2 => i32x4_shuffle::<2, 2, 2, 2>(got, got),
+                    _ => i32x4_shuffle::<3, 3, 3, 3>(got, got),
+                });
+                let want = expf(xk);
+                assert!(
+                    g.to_bits() == want.to_bits() || (g.is_nan() && want.is_nan()),
+                    "expf({xk:e}): {g:e} vs {want:e}"
+                );
+            }
+        };
+        let mut xs: Vec<f32> = (-140_000..=100_000)
+            .map(|i| i as f32 * 0.001 + 1e-4)
+            .collect();
+        xs.extend([
+            0.0,
+            -0.0,
+            -87.33655,
+            -103.97208,
+            -133.08,
+            88.72284,
+            88.72283,
+            133.08,
+            -133.09,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            f32::MAX,
+            f32::MIN,
+        ]);
+        for x in xs.chunks(4) {
+            let mut a = [0f32; 4];
+            a[..x.len()].copy_from_slice(x);
+            let v = f32x4(a[0], a[1], a[2], a[3]);
+            check(a, expf4::<false>(v));
+            #[cfg(target_feature = "relaxed-simd")]
+            if crate::quant::simd128::madd_is_fused() {
+                check(a, expf4::<true>(v));
+            }
         }
     }
 }
