@@ -342,19 +342,29 @@ mod tests {
                 "fma({a:e}, {b:e}, {c:e}): {got:e} vs {want:e}"
             );
         };
-        for i in 0..100_000 {
-            let (a, b) = (float(next(), 100, 50), float(next(), 100, 50));
-            let c = if i % 2 == 0 {
-                float(next(), 60, 160)
-            } else {
-                // `a * b` about half an ulp of `c`: the double-rounding cases.
-                let p = a as f64 * b as f64;
-                let e = (p.abs().log2().floor() as i32 + 24).clamp(-120, 120);
-                let base = 2f64.powi(e) * if next() % 2 == 0 { 1.0 } else { -1.0 };
-                (base + (next() % 5) as f64 * 2f64.powi(e - 23)) as f32
-            };
+        let mut ties = 0;
+        for _ in 0..100_000 {
+            check(
+                float(next(), 100, 50),
+                float(next(), 100, 50),
+                float(next(), 60, 160),
+            );
+            // `a * b = ±ulp(c) / 2 * (1 - k^2 2^-46)`: the exact sum lies just off a
+            // halfway point, the `f64` sum rounds onto it (the double-rounding case).
+            let c = float(next(), 100, 50);
+            let k = (next() % 4 + 1) as f32;
+            let half_ulp = f32::from_bits(c.to_bits() & 0x7f80_0000) * f32::EPSILON / 2.0;
+            let sign = if next() % 2 == 0 { 1.0 } else { -1.0 };
+            let a = 1.0 + k * f32::EPSILON;
+            let b = sign * half_ulp * (1.0 - k * f32::EPSILON);
+            let t = a as f64 * b as f64 + c as f64;
+            if t.to_bits() & 0x1FFF_FFFF == 0x1000_0000 {
+                ties += 1;
+            }
             check(a, b, c);
         }
+        // The halfway (slow) path was exercised.
+        assert!(ties > 100, "{ties} halfway sums");
         let tiny = f32::MIN_POSITIVE;
         for (a, b, c) in [
             (1e-20, 1e-20, 0.0),
