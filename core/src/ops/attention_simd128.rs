@@ -34,15 +34,25 @@ fn head_with<const FUSED: bool>(h: &Head, scores: &mut [f32], acc: &mut [f32], o
     }
     let inv = (1.0 / soft_max_exp::<FUSED>(scores, max)) as f32;
 
-    acc.fill(0.0);
-    // Position `p` goes to lane `p % lanes`; a counter avoids the division.
-    let mut lane = 0;
-    for (p, &s) in scores.iter().enumerate() {
-        let w = s * inv;
-        axpy::<FUSED>(&mut acc[lane * head_dim..][..head_dim], h.value(p), w);
-        lane += 1;
-        if lane == lanes {
-            lane = 0;
+    // Lane `l` sums the weighted values of positions `l, l + lanes, ...` in order; 32
+    // columns of a lane at a time stay in registers over all its positions.
+    let n = scores.len();
+    for (l, row) in acc.chunks_exact_mut(head_dim).enumerate() {
+        let mut c = 0;
+        while c + 32 <= head_dim {
+            lane_block::<FUSED, 8>(h, scores, inv, l, c, row);
+            c += 32;
+        }
+        while c + 4 <= head_dim {
+            lane_block::<FUSED, 1>(h, scores, inv, l, c, row);
+            c += 4;
+        }
+        for (c, r) in row.iter_mut().enumerate().skip(c) {
+            let mut a = 0.0;
+            for p in (l..n).step_by(lanes) {
+                a = fma(h.value(p)[c], scores[p] * inv, a);
+            }
+            *r = a;
         }
     }
     match h.kernel {
@@ -249,17 +259,27 @@ fn hsum16x4(r: [v128; 4]) -> f32 {
     f32x4_extract_lane::<0>(t) + f32x4_extract_lane::<1>(t)
 }
 
-/// `acc[i] = fma(v[i], w, acc[i])`.
+/// Columns `c..c + 4V` of lane `l`'s accumulator row: `fma(value, weight, acc)` over the
+/// positions `l, l + lanes, ...` in order, from zero.
 #[inline(always)]
-fn axpy<const FUSED: bool>(acc: &mut [f32], v: &[f32], w: f32) {
-    let wv = f32x4_splat(w);
-    let mut a4 = acc.chunks_exact_mut(4);
-    let mut v4 = v.chunks_exact(4);
-    for (a, x) in a4.by_ref().zip(v4.by_ref()) {
-        st(a, 0, fma4::<FUSED>(ld(x, 0), wv, ld(a, 0)));
+fn lane_block<const FUSED: bool, const V: usize>(
+    h: &Head,
+    scores: &[f32],
+    inv: f32,
+    l: usize,
+    c: usize,
+    row: &mut [f32],
+) {
+    let mut a = [f32x4_splat(0.0); V];
+    for p in (l..scores.len()).step_by(h.kernel.lanes()) {
+        let w = f32x4_splat(scores[p] * inv);
+        let v = &h.value(p)[c..c + 4 * V];
+        for (i, ai) in a.iter_mut().enumerate() {
+            *ai = fma4::<FUSED>(ld(v, 4 * i), w, *ai);
+        }
     }
-    for (a, &x) in a4.into_remainder().iter_mut().zip(v4.remainder()) {
-        *a = fma(x, w, *a);
+    for (i, &ai) in a.iter().enumerate() {
+        st(row, c + 4 * i, ai);
     }
 }
 
