@@ -4,6 +4,9 @@
 //! multi-row entry point (`vec_dot_rows`, one call per matrix). Reports weight bytes
 //! read per second and multiply-accumulates per second, and first the machine's
 //! memory bandwidth as this build sees it (sequential read, memcpy) to compare with.
+//! The last two columns are prefill: 4 activation rows against each 128 KiB chunk of
+//! weight rows (as `ops::matmul` does), one `vec_dot_rows` per token vs one
+//! `vec_dot_tokens` (tiles of 4 tokens), in multiply-accumulates per second.
 //!
 //! ```text
 //! cargo bench -p wasm-chord-core --bench kernels                     # native
@@ -22,7 +25,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use chord_core::quant::simd128::{vec_dot_reference, vec_dot_rows, KERNELS};
+use chord_core::quant::simd128::{vec_dot_reference, vec_dot_rows, vec_dot_tokens, KERNELS};
 use chord_core::quant::{
     quantize_activations, quantize_row, row_bytes, vec_dot, vec_dot_type, GgmlType,
 };
@@ -152,12 +155,12 @@ fn main() {
     let (read, copy) = bandwidth(o.secs);
     println!("# memory bandwidth (256 MiB buffers): read {read:.1} GB/s, memcpy {copy:.1} GB/s (read + write)");
     if o.tsv {
-        println!("format\tweight_MiB\tref_GBs\tref_GMACs\tvec_dot_GBs\tvec_dot_GMACs\trows_GBs\trows_GMACs\tcopied_GBs");
+        println!("format\tweight_MiB\tref_GBs\tref_GMACs\tvec_dot_GBs\tvec_dot_GMACs\trows_GBs\trows_GMACs\tcopied_GBs\tx4_rows_GMACs\tx4_tokens_GMACs");
     } else {
         println!(
-            "| format | weights MiB | reference GB/s | GMAC/s | vec_dot GB/s | GMAC/s | vec_dot_rows GB/s | GMAC/s | rows after 128 KiB copies GB/s | speedup |"
+            "| format | weights MiB | reference GB/s | GMAC/s | vec_dot GB/s | GMAC/s | vec_dot_rows GB/s | GMAC/s | rows after 128 KiB copies GB/s | speedup | 4 tokens: rows x4 GMAC/s | vec_dot_tokens GMAC/s |"
         );
-        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     }
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     for &ty in &o.types {
@@ -209,6 +212,35 @@ fn main() {
             black_box(&mut out);
         });
 
+        // Prefill: 4 tokens against each chunk, per token or in tiles.
+        const TOKENS: usize = 4;
+        let mut acts = vec![0u8; act.len() * TOKENS];
+        for a in acts.chunks_exact_mut(act.len()) {
+            let x: Vec<f32> = (0..cols).map(|_| rng.unit()).collect();
+            quantize_activations(at, &x, a).expect("activations");
+        }
+        let mut out4 = vec![0f32; o.rows * TOKENS];
+        let chunks = || w.chunks(rows_per_chunk * rb).enumerate();
+        let t_tok_rows = time(o.secs, || {
+            for (c, wc) in chunks() {
+                let (r0, nr) = (c * rows_per_chunk, wc.len() / rb);
+                for (t, a) in acts.chunks_exact(act.len()).enumerate() {
+                    let oc = &mut out4[t * o.rows + r0..][..nr];
+                    vec_dot_rows(ty, black_box(wc), black_box(a), cols, oc).unwrap();
+                }
+            }
+            black_box(&mut out4);
+        });
+        let t_tiles = time(o.secs, || {
+            for (c, wc) in chunks() {
+                let (r0, nr) = (c * rows_per_chunk, wc.len() / rb);
+                let oc = &mut out4[r0..];
+                vec_dot_tokens(ty, black_box(wc), nr, black_box(&acts), cols, oc, o.rows).unwrap();
+            }
+            black_box(&mut out4);
+        });
+        let gmacs4 = |t: Duration| (TOKENS * o.rows * cols) as f64 / t.as_secs_f64() / 1e9;
+
         let bytes = w.len() as f64;
         let macs = (o.rows * cols) as f64;
         let gbs = |t: Duration| bytes / t.as_secs_f64() / 1e9;
@@ -223,7 +255,7 @@ fn main() {
         let mib = bytes / (1 << 20) as f64;
         if o.tsv {
             println!(
-                "{ty}\t{mib:.1}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                "{ty}\t{mib:.1}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{:.2}\t{:.2}",
                 fmt(t_ref, &gbs),
                 fmt(t_ref, &gmacs),
                 fmt(Some(t_dot), &gbs),
@@ -231,10 +263,12 @@ fn main() {
                 fmt(Some(t_rows), &gbs),
                 fmt(Some(t_rows), &gmacs),
                 fmt(Some(t_copied), &gbs),
+                gmacs4(t_tok_rows),
+                gmacs4(t_tiles),
             );
         } else {
             println!(
-                "| {ty} | {mib:.1} | {} | {} | {} | {} | {} | {} | {} | {speedup} |",
+                "| {ty} | {mib:.1} | {} | {} | {} | {} | {} | {} | {} | {speedup} | {:.2} | {:.2} |",
                 fmt(t_ref, &gbs),
                 fmt(t_ref, &gmacs),
                 fmt(Some(t_dot), &gbs),
@@ -242,6 +276,8 @@ fn main() {
                 fmt(Some(t_rows), &gbs),
                 fmt(Some(t_rows), &gmacs),
                 fmt(Some(t_copied), &gbs),
+                gmacs4(t_tok_rows),
+                gmacs4(t_tiles),
             );
         }
     }

@@ -21,7 +21,9 @@
 //! zero, huge, subnormal, infinite and NaN scales, maximal and minimal codes, and
 //! activation rows of -128s, 127s and alternating signs; 1 to 8 blocks per row.
 
-use chord_core::quant::simd128::{kernels_for, vec_dot_reference, vec_dot_rows, KERNELS};
+use chord_core::quant::simd128::{
+    kernels_for, vec_dot_reference, vec_dot_rows, vec_dot_tokens, KERNELS,
+};
 use chord_core::quant::{
     f32_to_f16, quantize_activations, quantize_row, row_bytes, vec_dot, vec_dot_type, GgmlType,
 };
@@ -439,6 +441,72 @@ fn multi_row_dots_match_single_rows() {
             }
         }
     }
+}
+
+/// The prefill form (several activation rows against several weight rows; four
+/// activation rows at a time for the 32-element block formats in wasm) against one
+/// `vec_dot` per row and token, bit for bit; outputs outside the rows stay untouched.
+#[test]
+fn token_tiles_match_single_dots() {
+    let mut rng = Rng(0x0071_11e5);
+    for ty in GgmlType::ALL {
+        let at = vec_dot_type(ty);
+        for nb in [1usize, 2, 3, 5, 8, 70] {
+            let n = nb * ty.block_size();
+            let (rb, ab) = (row_bytes(ty, n).unwrap(), row_bytes(at, n).unwrap());
+            for (nrows, ntok) in [(0, 3), (1, 1), (1, 4), (2, 5), (3, 8), (5, 9), (4, 0)] {
+                let mut w = vec![0u8; rb * nrows];
+                for r in w.chunks_exact_mut(rb) {
+                    quant_or_random(&mut rng, ty, n, r);
+                }
+                let mut a = vec![0u8; ab * ntok];
+                for t in a.chunks_exact_mut(ab) {
+                    quantize_activations(at, &rng.floats(n), t).unwrap();
+                }
+                let stride = nrows + 3;
+                let mut out = vec![f32::NAN; ntok * stride];
+                vec_dot_tokens(ty, &w, nrows, &a, n, &mut out, stride).unwrap();
+                for (t, at) in a.chunks_exact(ab).enumerate() {
+                    for (r, wr) in w.chunks_exact(rb).enumerate() {
+                        let got = out[t * stride + r];
+                        let want = vec_dot(ty, wr, at, n).unwrap();
+                        assert!(
+                            got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                            "{ty} n={n} token {t}/{ntok} row {r}/{nrows}: {got} vs {want} ({})",
+                            kernels_for(ty)
+                        );
+                    }
+                    assert!(out[t * stride + nrows..(t + 1) * stride]
+                        .iter()
+                        .all(|v| v.is_nan()));
+                }
+            }
+        }
+    }
+}
+
+/// A weight row quantized from random floats, or (one time in three, quantized
+/// formats) random block bytes with random scales, for codes over the whole range.
+fn quant_or_random(rng: &mut Rng, ty: GgmlType, n: usize, row: &mut [u8]) {
+    if is_float(ty) || rng.below(3) != 0 {
+        quantize_row(ty, &rng.floats(n), row).unwrap();
+    } else {
+        rng.bytes(row);
+        set_scales(rng, ty, row, Scale::Random);
+        fix_sums(ty, row);
+    }
+}
+
+#[test]
+fn token_tile_length_errors() {
+    let ty = GgmlType::Q4_1;
+    let (w, a) = rows(ty, 64);
+    let mut out = [0f32; 4];
+    assert!(vec_dot_tokens(ty, &w, 1, &a, 64, &mut out, 1).is_ok());
+    assert!(vec_dot_tokens(ty, &w, 2, &a, 64, &mut out, 2).is_err());
+    assert!(vec_dot_tokens(ty, &w, 1, &a[1..], 64, &mut out, 1).is_err());
+    assert!(vec_dot_tokens(ty, &w, 1, &[a.clone(), a.clone()].concat(), 64, &mut out, 4).is_err());
+    assert!(vec_dot_tokens(ty, &w, 1, &[a.clone(), a].concat(), 64, &mut out, 3).is_ok());
 }
 
 #[test]

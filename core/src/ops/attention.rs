@@ -31,7 +31,7 @@ impl AttnKernel {
 
     /// KV positions whose products share an accumulator lane: position `p` goes to lane
     /// `p % lanes()`.
-    fn lanes(self) -> usize {
+    pub(super) fn lanes(self) -> usize {
         match self {
             Self::Batch => LANES,
             Self::Single => DOT_STEP,
@@ -54,6 +54,9 @@ pub struct AttnScratch {
 ///
 /// llama.cpp pads the KV window (to 256 positions) and masks the padding to `-inf`; those
 /// slots contribute exact zeros, so only their effect on lane positions is reproduced.
+///
+/// Built for wasm32 with `+simd128` this runs the SIMD kernels of
+/// `attention_simd128.rs`, bit-identical to the scalar ones ([`attend_reference`]).
 #[allow(clippy::too_many_arguments)]
 pub fn attend(
     q: &[f32],
@@ -67,50 +70,148 @@ pub fn attend(
     scratch: &mut AttnScratch,
     kernel: AttnKernel,
 ) {
+    let shape = Shape {
+        pos,
+        n_head,
+        n_head_kv,
+        head_dim,
+    };
+    attend_with(q, keys, values, shape, out, scratch, kernel, true)
+}
+
+/// [`attend`] with the scalar kernels whatever the build (same arguments): the
+/// reference the SIMD kernels are tested and benchmarked against.
+#[allow(clippy::too_many_arguments)]
+pub fn attend_reference(
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    pos: usize,
+    n_head: usize,
+    n_head_kv: usize,
+    head_dim: usize,
+    out: &mut [f32],
+    scratch: &mut AttnScratch,
+    kernel: AttnKernel,
+) {
+    let shape = Shape {
+        pos,
+        n_head,
+        n_head_kv,
+        head_dim,
+    };
+    attend_with(q, keys, values, shape, out, scratch, kernel, false)
+}
+
+struct Shape {
+    pos: usize,
+    n_head: usize,
+    n_head_kv: usize,
+    head_dim: usize,
+}
+
+/// One query head and the cache rows it reads.
+pub(super) struct Head<'a> {
+    /// The head's query, `head_dim` floats.
+    pub(super) q: &'a [f32],
+    keys: &'a [f32],
+    values: &'a [f32],
+    kv_dim: usize,
+    kv_off: usize,
+    pub(super) scale: f32,
+    pub(super) kernel: AttnKernel,
+}
+
+impl Head<'_> {
+    /// The key of cache position `p` for this head.
+    #[inline(always)]
+    pub(super) fn key(&self, p: usize) -> &[f32] {
+        &self.keys[p * self.kv_dim + self.kv_off..][..self.q.len()]
+    }
+
+    /// The value of cache position `p` for this head.
+    #[inline(always)]
+    pub(super) fn value(&self, p: usize) -> &[f32] {
+        &self.values[p * self.kv_dim + self.kv_off..][..self.q.len()]
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn attend_with(
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    shape: Shape,
+    out: &mut [f32],
+    scratch: &mut AttnScratch,
+    kernel: AttnKernel,
+    simd: bool,
+) {
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    let _ = simd; // no SIMD kernels in this build
     with_fma(
         #[inline(always)]
         || {
+            let Shape {
+                pos,
+                n_head,
+                n_head_kv,
+                head_dim,
+            } = shape;
             let kv_dim = n_head_kv * head_dim;
             let group = n_head / n_head_kv;
             let scale = 1.0 / (head_dim as f32).sqrt();
-            let lanes = kernel.lanes();
             let AttnScratch { scores, acc } = scratch;
             scores.resize(pos + 1, 0.0);
-            acc.resize(lanes * head_dim, 0.0);
+            acc.resize(kernel.lanes() * head_dim, 0.0);
             for h in 0..n_head {
-                let qh = &q[h * head_dim..(h + 1) * head_dim];
-                let kv_off = (h / group) * head_dim;
-                let mut max = f32::NEG_INFINITY;
-                for (p, s) in scores.iter_mut().enumerate() {
-                    let k = &keys[p * kv_dim + kv_off..][..head_dim];
-                    *s = vec_dot_f32(k, qh) * scale;
-                    max = max.max(*s);
-                }
-                let inv = (1.0 / soft_max_exp(scores, max)) as f32;
-
-                acc.fill(0.0);
-                for (p, &s) in scores.iter().enumerate() {
-                    let w = s * inv;
-                    let v = &values[p * kv_dim + kv_off..][..head_dim];
-                    let lane = &mut acc[(p % lanes) * head_dim..][..head_dim];
-                    for (a, &vv) in lane.iter_mut().zip(v) {
-                        *a = fma(vv, w, *a);
-                    }
-                }
+                let head = Head {
+                    q: &q[h * head_dim..(h + 1) * head_dim],
+                    keys,
+                    values,
+                    kv_dim,
+                    kv_off: (h / group) * head_dim,
+                    scale,
+                    kernel,
+                };
                 let oh = &mut out[h * head_dim..(h + 1) * head_dim];
-                for (d, o) in oh.iter_mut().enumerate() {
-                    *o = match kernel {
-                        AttnKernel::Batch => {
-                            hsum16(&std::array::from_fn(|l| acc[l * head_dim + d]))
-                        }
-                        AttnKernel::Single => {
-                            reduce_dot_lanes(&std::array::from_fn(|l| acc[l * head_dim + d]))
-                        }
-                    };
+                #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+                if simd {
+                    super::attention_simd128::head(&head, scores, acc, oh);
+                    continue;
                 }
+                head_scalar(&head, scores, acc, oh);
             }
         },
     )
+}
+
+/// One head in scalar code: the reference order.
+#[inline(always)]
+fn head_scalar(h: &Head, scores: &mut [f32], acc: &mut [f32], out: &mut [f32]) {
+    let head_dim = out.len();
+    let lanes = h.kernel.lanes();
+    let mut max = f32::NEG_INFINITY;
+    for (p, s) in scores.iter_mut().enumerate() {
+        *s = vec_dot_f32(h.key(p), h.q) * h.scale;
+        max = max.max(*s);
+    }
+    let inv = (1.0 / soft_max_exp(scores, max)) as f32;
+
+    acc.fill(0.0);
+    for (p, &s) in scores.iter().enumerate() {
+        let w = s * inv;
+        let lane = &mut acc[(p % lanes) * head_dim..][..head_dim];
+        for (a, &vv) in lane.iter_mut().zip(h.value(p)) {
+            *a = fma(vv, w, *a);
+        }
+    }
+    for (d, o) in out.iter_mut().enumerate() {
+        *o = match h.kernel {
+            AttnKernel::Batch => hsum16(&std::array::from_fn(|l| acc[l * head_dim + d])),
+            AttnKernel::Single => reduce_dot_lanes(&std::array::from_fn(|l| acc[l * head_dim + d])),
+        };
+    }
 }
 
 #[cfg(test)]

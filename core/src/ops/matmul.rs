@@ -65,25 +65,33 @@ pub fn matmul(
             n * row_bytes,
             &mut scratch.weights,
         );
-        // One multi-row call per token: the kernels share each activation block
-        // between rows, and the chunk stays in cache across the tokens.
-        for (t, at) in scratch.acts.chunks_exact(act_row).enumerate() {
-            let o = t * w.rows + r0;
-            let out = &mut out[o..o + n];
-            if w.ty == GgmlType::F16 {
-                // llama.cpp sums F16 rows in a different order for batches (tinyBLAS)
-                // than for one token (ggml_vec_dot_f16): follow it for parity.
-                let dot = if n_tokens == 1 {
-                    super::ggml_order::vec_dot_f16
-                } else {
-                    super::ggml_order::tinyblas_dot_f16
-                };
-                for (o, wrow) in out.iter_mut().zip(chunk.chunks_exact(row_bytes)) {
+        if w.ty == GgmlType::F16 {
+            // llama.cpp sums F16 rows in a different order for batches (tinyBLAS)
+            // than for one token (ggml_vec_dot_f16): follow it for parity.
+            let dot = if n_tokens == 1 {
+                super::ggml_order::vec_dot_f16
+            } else {
+                super::ggml_order::tinyblas_dot_f16
+            };
+            for (t, at) in scratch.acts.chunks_exact(act_row).enumerate() {
+                let o = t * w.rows + r0;
+                for (o, wrow) in out[o..o + n].iter_mut().zip(chunk.chunks_exact(row_bytes)) {
                     *o = dot(wrow, at, w.cols);
                 }
-            } else {
-                quant::simd128::vec_dot_rows(w.ty, chunk, at, w.cols, out)?;
             }
+        } else {
+            // All tokens against the chunk, which stays in cache: the kernels share
+            // each activation block between rows and (prefill) each weight block
+            // between tokens.
+            quant::simd128::vec_dot_tokens(
+                w.ty,
+                chunk,
+                n,
+                &scratch.acts,
+                w.cols,
+                &mut out[r0..],
+                w.rows,
+            )?;
         }
         r0 += n;
     }

@@ -2,12 +2,14 @@
 //! Each mirrors the ggml operation llama.cpp uses, including its summation precision.
 
 mod attention;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod attention_simd128;
 pub mod ggml_order;
 mod matmul;
 mod norm;
 mod rope;
 
-pub use attention::{attend, AttnKernel, AttnScratch};
+pub use attention::{attend, attend_reference, AttnKernel, AttnScratch};
 pub use matmul::{embedding_row, matmul, MatmulScratch, WeightMatrix};
 pub use norm::rms_norm;
 pub use rope::Rope;

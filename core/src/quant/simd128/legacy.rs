@@ -80,9 +80,10 @@ fn fma_slow(d: v128, s: v128, acc: v128) -> v128 {
     )
 }
 
-/// Whether `f32x4.relaxed_madd` rounds once on this engine (probed once).
+/// Whether `f32x4.relaxed_madd` rounds once on this engine (probed once). Also used by
+/// the attention kernels (`ops/attention_simd128.rs`).
 #[cfg(target_feature = "relaxed-simd")]
-fn madd_is_fused() -> bool {
+pub(crate) fn madd_is_fused() -> bool {
     use core::sync::atomic::{AtomicU8, Ordering};
     static FUSED: AtomicU8 = AtomicU8::new(0);
     match FUSED.load(Ordering::Relaxed) {
@@ -156,11 +157,22 @@ trait Format {
     const A_QS: usize;
     /// Whether `mx * sy` (the f16 at offset 2 of both blocks) is summed separately.
     const MINS: bool;
-    /// The eight integer lane sums (elements `4j..4j+4`) of the weight block at `x`
-    /// against the activation codes `a0` (elements 0..16) and `a1` (16..32).
+    /// A weight block's codes, unpacked once for every activation row they meet.
+    type Codes: Copy;
+    /// Unpacks the codes of the weight block at `x`.
     ///
     /// Safety: `x` points to a whole weight block.
-    unsafe fn sums(x: *const u8, a0: v128, a1: v128) -> (v128, v128);
+    unsafe fn codes(x: *const u8) -> Self::Codes;
+    /// The eight integer lane sums (elements `4j..4j+4`) of a block's codes against
+    /// the activation codes `a0` (elements 0..16) and `a1` (16..32).
+    fn dot(c: Self::Codes, a0: v128, a1: v128) -> (v128, v128);
+    /// [`Format::dot`] of the block at `x`.
+    ///
+    /// Safety: `x` points to a whole weight block.
+    #[inline(always)]
+    unsafe fn sums(x: *const u8, a0: v128, a1: v128) -> (v128, v128) {
+        Self::dot(Self::codes(x), a0, a1)
+    }
 }
 
 struct Q4_0;
@@ -174,9 +186,13 @@ impl Format for Q4_0 {
     const AB: usize = q8_0::BLOCK_BYTES;
     const A_QS: usize = 2;
     const MINS: bool = false;
+    type Codes = (v128, v128);
     #[inline(always)]
-    unsafe fn sums(x: *const u8, a0: v128, a1: v128) -> (v128, v128) {
-        let (lo, hi) = nibbles(x.add(2));
+    unsafe fn codes(x: *const u8) -> Self::Codes {
+        nibbles(x.add(2))
+    }
+    #[inline(always)]
+    fn dot((lo, hi): Self::Codes, a0: v128, a1: v128) -> (v128, v128) {
         (dot_offset::<8>(lo, a0), dot_offset::<8>(hi, a1))
     }
 }
@@ -186,9 +202,13 @@ impl Format for Q4_1 {
     const AB: usize = q8_1::BLOCK_BYTES;
     const A_QS: usize = 4;
     const MINS: bool = true;
+    type Codes = (v128, v128);
     #[inline(always)]
-    unsafe fn sums(x: *const u8, a0: v128, a1: v128) -> (v128, v128) {
-        let (lo, hi) = nibbles(x.add(4));
+    unsafe fn codes(x: *const u8) -> Self::Codes {
+        nibbles(x.add(4))
+    }
+    #[inline(always)]
+    fn dot((lo, hi): Self::Codes, a0: v128, a1: v128) -> (v128, v128) {
         (dot4_u7_i8(lo, a0), dot4_u7_i8(hi, a1))
     }
 }
@@ -198,9 +218,13 @@ impl Format for Q5_0 {
     const AB: usize = q8_0::BLOCK_BYTES;
     const A_QS: usize = 2;
     const MINS: bool = false;
+    type Codes = (v128, v128);
     #[inline(always)]
-    unsafe fn sums(x: *const u8, a0: v128, a1: v128) -> (v128, v128) {
-        let (lo, hi) = codes5(x.add(6), x.add(2));
+    unsafe fn codes(x: *const u8) -> Self::Codes {
+        codes5(x.add(6), x.add(2))
+    }
+    #[inline(always)]
+    fn dot((lo, hi): Self::Codes, a0: v128, a1: v128) -> (v128, v128) {
         (dot_offset::<16>(lo, a0), dot_offset::<16>(hi, a1))
     }
 }
@@ -210,9 +234,13 @@ impl Format for Q5_1 {
     const AB: usize = q8_1::BLOCK_BYTES;
     const A_QS: usize = 4;
     const MINS: bool = true;
+    type Codes = (v128, v128);
     #[inline(always)]
-    unsafe fn sums(x: *const u8, a0: v128, a1: v128) -> (v128, v128) {
-        let (lo, hi) = codes5(x.add(8), x.add(4));
+    unsafe fn codes(x: *const u8) -> Self::Codes {
+        codes5(x.add(8), x.add(4))
+    }
+    #[inline(always)]
+    fn dot((lo, hi): Self::Codes, a0: v128, a1: v128) -> (v128, v128) {
         (dot4_u7_i8(lo, a0), dot4_u7_i8(hi, a1))
     }
 }
@@ -222,9 +250,27 @@ impl Format for Q8_0 {
     const AB: usize = q8_0::BLOCK_BYTES;
     const A_QS: usize = 2;
     const MINS: bool = false;
+    /// The even and odd bytes of each half, sign-extended to i16 lanes.
+    type Codes = [v128; 4];
     #[inline(always)]
-    unsafe fn sums(x: *const u8, a0: v128, a1: v128) -> (v128, v128) {
-        (dot4_i8_i8(ld(x.add(2)), a0), dot4_i8_i8(ld(x.add(18)), a1))
+    unsafe fn codes(x: *const u8) -> Self::Codes {
+        let (c0, c1) = (ld(x.add(2)), ld(x.add(18)));
+        [
+            i16x8_shr(i16x8_shl(c0, 8), 8),
+            i16x8_shr(c0, 8),
+            i16x8_shr(i16x8_shl(c1, 8), 8),
+            i16x8_shr(c1, 8),
+        ]
+    }
+    #[inline(always)]
+    fn dot(c: Self::Codes, a0: v128, a1: v128) -> (v128, v128) {
+        let half = |even: v128, odd: v128, a: v128| {
+            i32x4_add(
+                i32x4_dot_i16x8(even, i16x8_shr(i16x8_shl(a, 8), 8)),
+                i32x4_dot_i16x8(odd, i16x8_shr(a, 8)),
+            )
+        };
+        (half(c[0], c[1], a0), half(c[2], c[3], a1))
     }
 }
 
@@ -426,6 +472,172 @@ fn run<F: Format, const R: usize>(
         return kernel::<F, true, R>(w, row_bytes, a, nb, out);
     }
     kernel::<F, false, R>(w, row_bytes, a, nb, out)
+}
+
+/// The fused multiply-adds of blocks `c0..c0+cn` of `R` weight rows (`x0`) against `T`
+/// activation rows (`ap`), each block's codes unpacked once for the `T` activation
+/// rows and each activation block loaded once for the `R` weight rows; the blocks' `d`
+/// of activation row `t` in `dbuf[t]`.
+///
+/// Safety: those blocks of every weight row and of every activation row are readable.
+#[inline(never)]
+unsafe fn dot_pass_tiles<F: Format, const FUSED: bool, const R: usize, const T: usize>(
+    x0: &[*const u8; R],
+    ap: &[*const u8; T],
+    c0: usize,
+    cn: usize,
+    dbuf: &[[[f32; CHUNK]; R]; T],
+    lo: &mut [[v128; R]; T],
+    hi: &mut [[v128; R]; T],
+) {
+    let mut l = *lo;
+    let mut h = *hi;
+    for k in 0..cn {
+        let c: [F::Codes; R] = core::array::from_fn(|r| F::codes(x0[r].add((c0 + k) * F::WB)));
+        for t in 0..T {
+            let y = ap[t].add((c0 + k) * F::AB + F::A_QS);
+            let (a0, a1) = (ld(y), ld(y.add(16)));
+            for r in 0..R {
+                let (s0, s1) = F::dot(c[r], a0, a1);
+                let d = f32x4_splat(dbuf[t][r][k]);
+                l[t][r] = fma::<FUSED>(d, s0, l[t][r]);
+                h[t][r] = fma::<FUSED>(d, s1, h[t][r]);
+            }
+        }
+    }
+    *lo = l;
+    *hi = h;
+}
+
+/// `out[t][r] = dot(weight row r, activation row t)` for `R` weight rows `row_bytes`
+/// apart in `w` and `T` activation rows `a[t]`, `nb` blocks each: per pair, the same
+/// `d` products, the same `mx * sy` sums in block order ([`scales_pass`]), the same
+/// lanes and fused multiply-adds as [`kernel`], so the results are its results bit for
+/// bit; only the unpacking of weight codes and the activation loads are shared.
+#[inline(always)]
+fn kernel_tiles<F: Format, const FUSED: bool, const R: usize, const T: usize>(
+    w: &[u8],
+    row_bytes: usize,
+    a: &[&[u8]; T],
+    nb: usize,
+    out: &mut [[f32; R]; T],
+) {
+    // Every pointer below stays inside the first `nb` blocks of each row.
+    assert!(row_bytes >= nb * F::WB && a.iter().all(|a| a.len() >= nb * F::AB));
+    assert!(w.len() >= (R - 1) * row_bytes + nb * F::WB);
+    let x0: [*const u8; R] = core::array::from_fn(|r| w[r * row_bytes..].as_ptr());
+    let ap: [*const u8; T] = core::array::from_fn(|t| a[t].as_ptr());
+    let mut lo = [[zero(); R]; T];
+    let mut hi = [[zero(); R]; T];
+    let mut summs = [[0f32; R]; T];
+    let mut dbuf = [[[0f32; CHUNK]; R]; T];
+    let mut c0 = 0;
+    while c0 < nb {
+        let cn = CHUNK.min(nb - c0);
+        // SAFETY: the blocks c0..c0+cn of every row and of every `a[t]` are in bounds
+        // (checked above).
+        unsafe {
+            for t in 0..T {
+                scales_pass::<F, R>(&x0, ap[t], c0, cn, &mut dbuf[t], &mut summs[t]);
+            }
+            dot_pass_tiles::<F, FUSED, R, T>(&x0, &ap, c0, cn, &dbuf, &mut lo, &mut hi);
+        }
+        c0 += cn;
+    }
+    for t in 0..T {
+        for r in 0..R {
+            out[t][r] = if F::MINS {
+                hsum8(lo[t][r], hi[t][r]) + summs[t][r]
+            } else {
+                hsum8(lo[t][r], hi[t][r])
+            };
+        }
+    }
+}
+
+/// [`kernel_tiles`] with the fused multiply-add if the engine has one.
+#[inline(always)]
+fn run_tiles<F: Format, const R: usize, const T: usize>(
+    w: &[u8],
+    row_bytes: usize,
+    a: &[&[u8]; T],
+    nb: usize,
+    out: &mut [[f32; R]; T],
+) {
+    #[cfg(target_feature = "relaxed-simd")]
+    if madd_is_fused() {
+        return kernel_tiles::<F, true, R, T>(w, row_bytes, a, nb, out);
+    }
+    kernel_tiles::<F, false, R, T>(w, row_bytes, a, nb, out)
+}
+
+/// Activation rows per tile of [`token_tiles`].
+const TILE_TOKENS: usize = 2;
+/// Weight rows per tile: with [`TILE_TOKENS`], 8 accumulators, the codes and the
+/// activation loads fit in 16 registers.
+const TILE_ROWS: usize = 2;
+
+/// Tiles of [`TILE_TOKENS`] activation rows (`act_row` bytes apart in `acts`) against
+/// the `rows` weight rows (`row_bytes` apart in `w`), `nb` blocks each:
+/// `out[t * out_stride + r]`. Returns how many activation rows were done (whole tiles,
+/// from the first), 0 for formats without a tile kernel.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn token_tiles(
+    ty: super::super::GgmlType,
+    w: &[u8],
+    row_bytes: usize,
+    rows: usize,
+    acts: &[u8],
+    act_row: usize,
+    nb: usize,
+    out: &mut [f32],
+    out_stride: usize,
+) -> usize {
+    use super::super::GgmlType as T;
+    #[allow(clippy::too_many_arguments)]
+    fn go<F: Format>(
+        w: &[u8],
+        rb: usize,
+        rows: usize,
+        acts: &[u8],
+        act_row: usize,
+        nb: usize,
+        out: &mut [f32],
+        stride: usize,
+    ) -> usize {
+        const TT: usize = TILE_TOKENS;
+        let tiles = acts.len() / act_row / TT;
+        for i in 0..tiles {
+            let t0 = i * TT;
+            let a: [&[u8]; TT] = core::array::from_fn(|t| &acts[(t0 + t) * act_row..][..act_row]);
+            let mut r = 0;
+            while r + TILE_ROWS <= rows {
+                let mut o = [[0f32; TILE_ROWS]; TT];
+                run_tiles::<F, TILE_ROWS, TT>(&w[r * rb..], rb, &a, nb, &mut o);
+                for (t, ot) in o.iter().enumerate() {
+                    out[(t0 + t) * stride + r..][..TILE_ROWS].copy_from_slice(ot);
+                }
+                r += TILE_ROWS;
+            }
+            while r < rows {
+                let mut o = [[0f32; 1]; TT];
+                run_tiles::<F, 1, TT>(&w[r * rb..], rb, &a, nb, &mut o);
+                for (t, ot) in o.iter().enumerate() {
+                    out[(t0 + t) * stride + r] = ot[0];
+                }
+                r += 1;
+            }
+        }
+        tiles * TT
+    }
+    match ty {
+        T::Q4_0 => go::<Q4_0>(w, row_bytes, rows, acts, act_row, nb, out, out_stride),
+        T::Q4_1 => go::<Q4_1>(w, row_bytes, rows, acts, act_row, nb, out, out_stride),
+        T::Q5_0 => go::<Q5_0>(w, row_bytes, rows, acts, act_row, nb, out, out_stride),
+        T::Q5_1 => go::<Q5_1>(w, row_bytes, rows, acts, act_row, nb, out, out_stride),
+        T::Q8_0 => go::<Q8_0>(w, row_bytes, rows, acts, act_row, nb, out, out_stride),
+        _ => 0,
+    }
 }
 
 /// One row.

@@ -43,6 +43,13 @@ mod legacy;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod prim;
 
+#[cfg(all(
+    target_arch = "wasm32",
+    target_feature = "simd128",
+    target_feature = "relaxed-simd"
+))]
+pub(crate) use legacy::madd_is_fused;
+
 /// Which kernels [`vec_dot`](super::vec_dot) runs in this build: `"relaxed-simd"`,
 /// `"simd128"` or `"scalar"`.
 pub const KERNELS: &str = if cfg!(all(
@@ -165,6 +172,66 @@ pub fn vec_dot_rows(
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     for (o, wr) in out.iter_mut().zip(w.chunks_exact(row)) {
         *o = super::vec_dot_unchecked_len(ty, wr, act, nb);
+    }
+    Ok(())
+}
+
+/// Dots each of the `acts.len() / act_row` activation rows (`n` elements in
+/// [`vec_dot_type`]`(ty)`, back to back in `acts`) with each of the `rows` weight rows
+/// of `w`: `out[t * out_stride + r] = vec_dot(ty, row r, activation row t, n)`, bit for
+/// bit. This is the prefill form of [`vec_dot_rows`]: in wasm SIMD builds the
+/// 32-element block formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) take four activation rows
+/// at a time, unpacking each weight block once for the four.
+pub fn vec_dot_tokens(
+    ty: GgmlType,
+    w: &[u8],
+    rows: usize,
+    acts: &[u8],
+    n: usize,
+    out: &mut [f32],
+    out_stride: usize,
+) -> Result<(), QuantError> {
+    let act_row = super::row_bytes(vec_dot_type(ty), n)?;
+    let row = super::row_bytes(ty, n)?;
+    let mismatch = |what, expected, actual| QuantError::LengthMismatch {
+        what,
+        expected,
+        actual,
+    };
+    if act_row == 0 || !acts.len().is_multiple_of(act_row) {
+        return Err(mismatch(
+            "activation bytes (whole rows)",
+            act_row,
+            acts.len(),
+        ));
+    }
+    let n_tokens = acts.len() / act_row;
+    if w.len() != row * rows {
+        return Err(mismatch("weight bytes for the rows", row * rows, w.len()));
+    }
+    if n_tokens > 0 && (out_stride < rows || out.len() < (n_tokens - 1) * out_stride + rows) {
+        return Err(mismatch(
+            "outputs for the rows and tokens",
+            (n_tokens - 1) * out_stride.max(rows) + rows,
+            out.len(),
+        ));
+    }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    let done = legacy::token_tiles(
+        ty,
+        w,
+        row,
+        rows,
+        acts,
+        act_row,
+        n / ty.block_size(),
+        out,
+        out_stride,
+    );
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    let done = 0;
+    for (t, at) in acts.chunks_exact(act_row).enumerate().skip(done) {
+        vec_dot_rows(ty, w, at, n, &mut out[t * out_stride..][..rows])?;
     }
     Ok(())
 }
