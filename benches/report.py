@@ -38,6 +38,9 @@ def main(path):
             model, mode = os.path.basename(rec.get("model_filename", "?")), "llama.cpp"
         else:
             model, mode = os.path.basename(rec["model"]), rec["mode"]
+            # A packed component sits next to its model as MODEL.packed.wasm: one row.
+            if model.endswith(".packed.wasm"):
+                model = model[: -len(".packed.wasm")] + ".gguf"
         if "error" in rec:
             errors[(model, mode)] = rec["error"]
             continue
