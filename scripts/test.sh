@@ -35,3 +35,12 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 echo "[test] cargo test"
 cargo test --workspace -- --test-threads=2
+
+# The wasm SIMD kernels against their scalar references, inside Wasmtime (runner:
+# .cargo/config.toml -> scripts/wasm-runner.sh -> wasm-test-runner, built above), in
+# both wasm builds: relaxed-SIMD (the component's) and plain SIMD128.
+for features in +simd128,+relaxed-simd +simd128; do
+  echo "[test] wasm kernel tests ($features)"
+  RUSTFLAGS="-C target-feature=$features" cargo test --release -p wasm-chord-core \
+    --target wasm32-wasip2 --test quant_simd --test attention_simd
+done

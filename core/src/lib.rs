@@ -6,6 +6,7 @@ pub mod chat;
 pub mod engine;
 pub mod eval;
 pub mod gguf;
+pub mod math;
 pub mod model;
 pub mod openai;
 pub mod ops;

@@ -58,6 +58,7 @@
 //!   histogram by distance to the maximum (1/16-nat buckets); only the bucket where
 //!   the cumulative mass reaches `top_p` is sorted.
 
+use crate::math;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, VecDeque};
 
@@ -304,102 +305,6 @@ impl Xoshiro256StarStar {
     }
 }
 
-/// `e^x` from IEEE-754 basic operations only (so the same bits on every platform):
-/// `x = (32 n + j) ln2/32 + r` with `|r| <= ln2/64` (Cody–Waite), then
-/// `e^x = 2^n · 2^(j/32) · e^r`, the table holding `2^(j/32)` correctly rounded and
-/// `e^r` a degree-6 Taylor polynomial (truncation error below 4e-18). Relative
-/// error is a few ulps. Results that would be subnormal (`x < -708`) are flushed
-/// to 0.
-fn exp_portable(x: f64) -> f64 {
-    const INV_LN2_32: f64 = 46.166_241_308_446_83; // 32 / ln 2
-    const LN2_32_HI: f64 = 0.021_660_834_550_857_544; // ln2/32, low 32 mantissa bits 0
-    const LN2_32_LO: f64 = 1.484_164_074_697_397_7e-8; // ln2/32 - LN2_32_HI
-    const TWO_J_32: [f64; 32] = [
-        1.0,
-        1.021_897_148_654_116_6,
-        1.044_273_782_427_413_8,
-        1.067_140_400_676_823_7,
-        1.090_507_732_665_257_7,
-        1.114_386_742_595_892_4,
-        1.138_788_634_756_691_6,
-        1.163_724_858_777_577_5,
-        1.189_207_115_002_721,
-        1.215_247_359_980_469,
-        1.241_857_812_073_484,
-        1.269_050_957_191_733_2,
-        1.296_839_554_651_009_6,
-        1.325_236_643_159_741_3,
-        1.354_255_546_936_892_7,
-        1.383_909_881_963_832,
-        std::f64::consts::SQRT_2,
-        1.445_180_806_977_046_7,
-        1.476_826_145_939_499_3,
-        1.509_164_427_593_422_8,
-        1.542_210_825_407_940_7,
-        1.575_980_845_107_886_5,
-        1.610_490_331_949_254_3,
-        1.645_755_478_153_965,
-        1.681_792_830_507_429,
-        1.718_619_298_122_478,
-        1.756_252_160_373_299_5,
-        1.794_709_075_003_107_2,
-        1.834_008_086_409_342_4,
-        1.874_167_634_110_3,
-        1.915_206_561_397_147_4,
-        1.957_144_124_175_400_2,
-    ];
-    if x.is_nan() {
-        return x;
-    }
-    if x > 709.0 {
-        return f64::INFINITY;
-    }
-    if x < -708.0 {
-        return 0.0;
-    }
-    // Round to the nearest integer by adding and removing 1.5 * 2^52 (exact IEEE
-    // arithmetic; `floor`/`round` can be libm calls on baseline targets).
-    const SHIFT: f64 = 6_755_399_441_055_744.0;
-    let kf = (x * INV_LN2_32 + SHIFT) - SHIFT;
-    let k = kf as i64; // |k| <= 32734: kf * LN2_32_HI is exact
-    let r = (x - kf * LN2_32_HI) - kf * LN2_32_LO;
-    let p = 1.0
-        + r
-        + r * r
-            * (0.5
-                + r * (0.166_666_666_666_666_66
-                    + r * (0.041_666_666_666_666_664
-                        + r * (0.008_333_333_333_333_333 + r * 0.001_388_888_888_888_889))));
-    let n = k.div_euclid(32); // in [-1022, 1022]: 2^n is a normal number
-    let scale = f64::from_bits(((n + 1023) as u64) << 52);
-    TWO_J_32[k.rem_euclid(32) as usize] * p * scale
-}
-
-/// Natural logarithm of a positive, finite, normal `x`, from basic operations only
-/// (used once per sampler, for min-p): `x = m 2^e` with `m` in `(√½, √2]`, then
-/// `ln m = 2 atanh((m-1)/(m+1))` by its series.
-fn ln_portable(x: f64) -> f64 {
-    const LN2_HI: f64 = 0.693_147_180_369_123_8; // low 32 mantissa bits 0
-    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10; // ln 2 - LN2_HI
-    debug_assert!(x.is_normal() && x > 0.0);
-    let bits = x.to_bits();
-    let mut e = ((bits >> 52) & 0x7ff) as i64 - 1023;
-    let mut m = f64::from_bits((bits & ((1u64 << 52) - 1)) | (1023u64 << 52));
-    if m > std::f64::consts::SQRT_2 {
-        m *= 0.5;
-        e += 1;
-    }
-    let s = (m - 1.0) / (m + 1.0);
-    let s2 = s * s;
-    // sum over k of s^(2k) / (2k + 1), k = 0..=12; |s| <= 0.1716 so s^26 < 1e-19.
-    let mut t = 0.0;
-    for k in (0..=12u32).rev() {
-        t = t * s2 + 1.0 / f64::from(2 * k + 1);
-    }
-    let ef = e as f64;
-    ef * LN2_HI + (2.0 * s * t + ef * LN2_LO)
-}
-
 /// A vocabulary entry on its way through the chain.
 #[derive(Clone, Copy, Debug)]
 struct Candidate {
@@ -486,7 +391,7 @@ impl Sampler {
     pub fn new(params: &SamplingParams) -> Result<Self, SamplerError> {
         params.validate()?;
         let ln_min_p = if params.min_p > 0.0 {
-            ln_portable(f64::from(params.min_p))
+            math::ln(f64::from(params.min_p))
         } else {
             f64::NEG_INFINITY
         };
@@ -646,7 +551,7 @@ impl Sampler {
         self.weights.extend(
             self.cands
                 .iter()
-                .map(|c| exp_portable((f64::from(c.logit) - max) / t)),
+                .map(|c| math::exp((f64::from(c.logit) - max) / t)),
         );
         Ok(())
     }
@@ -699,12 +604,12 @@ impl Sampler {
         if self.params.top_p < 1.0 {
             let z: f64 = cands
                 .iter()
-                .map(|c| exp_portable(f64::from(c.logit) - max))
+                .map(|c| math::exp(f64::from(c.logit) - max))
                 .sum();
             let target = f64::from(self.params.top_p) * z;
             let mut cum = 0.0;
             if let Some(i) = cands.iter().position(|c| {
-                cum += exp_portable(f64::from(c.logit) - max);
+                cum += math::exp(f64::from(c.logit) - max);
                 cum >= target
             }) {
                 cands.truncate(i + 1);
@@ -772,7 +677,7 @@ impl Sampler {
         for_each_logit(logits, &self.overrides, |id, logit| {
             if logit > f32::NEG_INFINITY {
                 let l = f64::from(logit);
-                let w = exp_portable(l - max);
+                let w = math::exp(l - max);
                 z += w;
                 buckets[bucket(max - l)] += w;
                 if l >= floor {
@@ -803,7 +708,7 @@ impl Sampler {
         scratch.sort_unstable_by(by_logit_desc);
         let mut cum = before;
         let last = scratch.iter().find(|c| {
-            cum += exp_portable(f64::from(c.logit) - max);
+            cum += math::exp(f64::from(c.logit) - max);
             cum >= target
         });
         match last.copied() {
@@ -818,53 +723,3 @@ impl Sampler {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exp_portable_matches_std() {
-        let mut x = -708.0f64;
-        let mut worst = 0.0f64;
-        while x <= 709.0 {
-            let a = exp_portable(x);
-            let b = x.exp();
-            worst = worst.max(((a - b) / b).abs());
-            x += 0.012_345_678_9;
-        }
-        assert!(worst < 1e-15, "worst relative error {worst:e}");
-        assert_eq!(exp_portable(0.0), 1.0);
-        assert_eq!(exp_portable(-800.0), 0.0);
-        assert_eq!(exp_portable(f64::NEG_INFINITY), 0.0);
-        assert!(exp_portable(f64::NAN).is_nan());
-        for x in [-1e-300, -1e-12, -0.5, -1.0, -20.0, -100.0] {
-            let (a, b) = (exp_portable(x), x.exp());
-            assert!(((a - b) / b).abs() < 1e-15, "{x}: {a} vs {b}");
-        }
-    }
-
-    #[test]
-    fn ln_portable_matches_std() {
-        let mut worst = 0.0f64;
-        for i in 1..=10_000 {
-            let x = f64::from(i) / 10_000.0;
-            let (a, b) = (ln_portable(x), x.ln());
-            let err = if b == 0.0 {
-                a.abs()
-            } else {
-                ((a - b) / b).abs()
-            };
-            worst = worst.max(err);
-        }
-        for x in [
-            f64::from(f32::MIN_POSITIVE),
-            1e-45f32 as f64,
-            0.05f32 as f64,
-        ] {
-            let (a, b) = (ln_portable(x), x.ln());
-            assert!(((a - b) / b).abs() < 1e-15, "{x}: {a} vs {b}");
-        }
-        assert!(worst < 1e-14, "worst relative error {worst:e}");
-        assert_eq!(ln_portable(1.0), 0.0);
-    }
-}

@@ -265,6 +265,7 @@ impl DecoderModel {
         let pos0 = s.pos();
         let mem = self.weights.as_ref();
 
+        let angles = self.rope.angle_table(pos0, n);
         let mut x = vec![0.0f32; n * d];
         for (t, row) in tokens.iter().zip(x.chunks_exact_mut(d)) {
             ops::embedding_row(mem, &self.token_embd, *t as usize, row, &mut s.scratch)?;
@@ -296,8 +297,9 @@ impl DecoderModel {
                 }
             }
             for t in 0..n {
-                self.rope.apply(&mut q[t * d..(t + 1) * d], hd, pos0 + t);
-                self.rope.apply(&mut k[t * kv..(t + 1) * kv], hd, pos0 + t);
+                self.rope.apply(&mut q[t * d..(t + 1) * d], hd, &angles, t);
+                self.rope
+                    .apply(&mut k[t * kv..(t + 1) * kv], hd, &angles, t);
             }
             s.kv.push(li, &k, &v);
             for t in 0..n {

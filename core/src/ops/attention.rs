@@ -194,7 +194,7 @@ fn head_scalar(h: &Head, scores: &mut [f32], acc: &mut [f32], out: &mut [f32]) {
     let mut max = f32::NEG_INFINITY;
     for (p, s) in scores.iter_mut().enumerate() {
         *s = vec_dot_f32(h.key(p), h.q) * h.scale;
-        max = max.max(*s);
+        max = crate::math::max_f32(max, *s);
     }
     let inv = (1.0 / soft_max_exp(scores, max)) as f32;
 

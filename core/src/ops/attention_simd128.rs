@@ -30,7 +30,7 @@ fn head_with<const FUSED: bool>(h: &Head, scores: &mut [f32], acc: &mut [f32], o
     let mut max = f32::NEG_INFINITY;
     for (p, s) in scores.iter_mut().enumerate() {
         *s = vec_dot_f32::<FUSED>(h.key(p), h.q) * h.scale;
-        max = max.max(*s);
+        max = crate::math::max_f32(max, *s);
     }
     let inv = (1.0 / soft_max_exp::<FUSED>(scores, max)) as f32;
 

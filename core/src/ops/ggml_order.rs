@@ -116,7 +116,7 @@ fn vec_dot_f16_inner(w: &[u8], a: &[u8], n: usize) -> f32 {
         .zip(a[..2 * np].chunks_exact(2 * DOT_STEP))
     {
         for (l, a) in acc.iter_mut().enumerate() {
-            *a = f16_at(ws, l).mul_add(f16_at(as_, l), *a);
+            *a = fma(f16_at(ws, l), f16_at(as_, l), *a);
         }
     }
     let mut sum = reduce_dot_lanes(&acc) as f64;
@@ -141,7 +141,7 @@ pub fn tinyblas_dot_f16(w: &[u8], a: &[u8], n: usize) -> f32 {
 fn tinyblas_dot_f16_inner(w: &[u8], a: &[u8], n: usize) -> f32 {
     let mut acc = [0f32; LANES];
     for i in 0..n {
-        acc[i % LANES] = f16_at(w, i).mul_add(f16_at(a, i), acc[i % LANES]);
+        acc[i % LANES] = fma(f16_at(w, i), f16_at(a, i), acc[i % LANES]);
     }
     hsum16(&acc)
 }
@@ -167,18 +167,19 @@ pub(crate) fn expf(x: f32) -> f32 {
     let c2 = f32::from_bits(0x3eff_fedb); // 0x1.fffdb6p-2
     let c1 = f32::from_bits(0x3f7f_fff6); // 0x1.ffffecp-1
 
-    let z = x.mul_add(log2e, r);
+    let z = fma(x, log2e, r);
     let n = z - r;
     // `_mm512_fnmadd_ps(a, b, c)` is `-(a * b) + c` with one rounding.
-    let b = (-n).mul_add(ln2_lo, (-n).mul_add(ln2_hi, x));
+    let b = fma(-n, ln2_lo, fma(-n, ln2_hi, x));
     if n.abs() > 192.0 {
         return if n <= 0.0 { 0.0 } else { f32::INFINITY };
     }
     let u = b * b;
-    let j = c5
-        .mul_add(b, c4)
-        .mul_add(u, c3.mul_add(b, c2))
-        .mul_add(u, c1.mul_add(b, 1.0));
+    let j = fma(
+        fma(fma(c5, b, c4), u, fma(c3, b, c2)),
+        u,
+        fma(c1, b, 1.0),
+    );
     scalef(j, n)
 }
 

@@ -46,7 +46,7 @@ pub(crate) fn quantize_act(src: &[f32], dst: &mut [u8]) {
 pub(crate) fn act_scale(x: &[f32]) -> (f32, f32) {
     let mut max = 0f32;
     for &v in x {
-        max = max.max(v.abs());
+        max = crate::math::max_f32(max, v.abs());
     }
     let d = max / 127.0;
     let id = if max != 0.0 { 127.0 / max } else { 0.0 };

@@ -204,6 +204,11 @@ pub fn wasmtime_config() -> wasmtime::Config {
     config.wasm_simd(true);
     config.wasm_relaxed_simd(true);
     config.epoch_interruption(true);
+    // `CHORD_PERFMAP=1 perf record chord ...` names the guest's compiled functions
+    // (Wasmtime writes `/tmp/perf-PID.map`), for profiling the component.
+    if std::env::var_os("CHORD_PERFMAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     config
 }
 
