@@ -722,4 +722,3 @@ impl Sampler {
         Some(max)
     }
 }
-

@@ -95,7 +95,10 @@ fn component_matches_native_on_logits_fixtures() {
             );
         }
         eprintln!("case {i}: largest lse difference {max_lse_diff:.2e}");
-        assert!(max_lse_diff < 1e-5, "case {i}: lse differs by {max_lse_diff}");
+        assert!(
+            max_lse_diff < 1e-5,
+            "case {i}: lse differs by {max_lse_diff}"
+        );
         let native_tokens: Vec<u32> = n.greedy.iter().map(|g| g.token).collect();
         let component_tokens: Vec<u32> = c.greedy.iter().map(|g| g.token).collect();
         assert_eq!(

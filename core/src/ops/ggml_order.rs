@@ -175,11 +175,7 @@ pub(crate) fn expf(x: f32) -> f32 {
         return if n <= 0.0 { 0.0 } else { f32::INFINITY };
     }
     let u = b * b;
-    let j = fma(
-        fma(fma(c5, b, c4), u, fma(c3, b, c2)),
-        u,
-        fma(c1, b, 1.0),
-    );
+    let j = fma(fma(fma(c5, b, c4), u, fma(c3, b, c2)), u, fma(c1, b, 1.0));
     scalef(j, n)
 }
 
