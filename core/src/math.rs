@@ -124,35 +124,25 @@ pub fn sincosf(y: f32) -> (f32, f32) {
 
 /// `sinf` of glibc (x86-64, FMA build); see [`sincosf`].
 pub fn sinf(y: f32) -> f32 {
-    match reduce(y) {
-        Reduced::Tiny => y,
-        Reduced::Small(x) => poly(x, x * x, &POLY[0], 0),
-        Reduced::Quadrant { x, n, sign } => {
-            let q = n.wrapping_add(sign);
-            poly(
-                x * QUADRANT_SIGN[(q & 3) as usize],
-                x * x,
-                &POLY[((q >> 1) & 1) as usize],
-                n,
-            )
-        }
-        Reduced::NotFinite => f32::NAN,
-    }
+    sin_or_cos(y, 0)
 }
 
 /// `cosf` of glibc (x86-64, FMA build); see [`sincosf`].
 pub fn cosf(y: f32) -> f32 {
+    sin_or_cos(y, 1)
+}
+
+/// `sinf` (`shift` 0) or `cosf` (`shift` 1): the cosine is the sine a quadrant ahead,
+/// so `shift` moves the quadrant that picks the sine or the cosine polynomial.
+fn sin_or_cos(y: f32, shift: u32) -> f32 {
     match reduce(y) {
+        Reduced::Tiny if shift == 0 => y,
         Reduced::Tiny => 1.0,
-        Reduced::Small(x) => poly(x, x * x, &POLY[0], 1),
+        Reduced::Small(x) => poly(x, x * x, &POLY[0], shift),
         Reduced::Quadrant { x, n, sign } => {
             let q = n.wrapping_add(sign);
-            poly(
-                x * QUADRANT_SIGN[(q & 3) as usize],
-                x * x,
-                &POLY[((q >> 1) & 1) as usize],
-                n ^ 1,
-            )
+            let p = &POLY[((q >> 1) & 1) as usize];
+            poly(x * QUADRANT_SIGN[(q & 3) as usize], x * x, p, n ^ shift)
         }
         Reduced::NotFinite => f32::NAN,
     }
@@ -165,34 +155,27 @@ struct Poly {
     s: [f64; 3],
 }
 
+/// The cosine polynomial's coefficients `c0..c4`.
+const COS: [f64; 5] = [
+    1.0,
+    f64::from_bits(0xbfdf_ffff_fd0c_621c),
+    f64::from_bits(0x3fa5_5553_e106_8f19),
+    f64::from_bits(0xbf56_c087_e89a_359d),
+    f64::from_bits(0x3ef9_9343_027b_f8c3),
+];
+
+/// The sine polynomial's coefficients `s1..s3`.
+const SIN: [f64; 3] = [
+    f64::from_bits(0xbfc5_5554_5995_a603),
+    f64::from_bits(0x3f81_1076_0523_0bc4),
+    f64::from_bits(0xbf29_94eb_3774_cf24),
+];
+
 const POLY: [Poly; 2] = [
+    Poly { c: COS, s: SIN },
     Poly {
-        c: [
-            1.0,
-            f64::from_bits(0xbfdf_ffff_fd0c_621c),
-            f64::from_bits(0x3fa5_5553_e106_8f19),
-            f64::from_bits(0xbf56_c087_e89a_359d),
-            f64::from_bits(0x3ef9_9343_027b_f8c3),
-        ],
-        s: [
-            f64::from_bits(0xbfc5_5554_5995_a603),
-            f64::from_bits(0x3f81_1076_0523_0bc4),
-            f64::from_bits(0xbf29_94eb_3774_cf24),
-        ],
-    },
-    Poly {
-        c: [
-            -1.0,
-            f64::from_bits(0x3fdf_ffff_fd0c_621c),
-            f64::from_bits(0xbfa5_5553_e106_8f19),
-            f64::from_bits(0x3f56_c087_e89a_359d),
-            f64::from_bits(0xbef9_9343_027b_f8c3),
-        ],
-        s: [
-            f64::from_bits(0xbfc5_5554_5995_a603),
-            f64::from_bits(0x3f81_1076_0523_0bc4),
-            f64::from_bits(0xbf29_94eb_3774_cf24),
-        ],
+        c: [-COS[0], -COS[1], -COS[2], -COS[3], -COS[4]],
+        s: SIN,
     },
 ];
 
