@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check on a fresh machine: installs the Rust target and tools it needs,
 # fetches the test models from PyPI, builds the wasm component, then runs
-# rustfmt, clippy and all tests. Exits non-zero if anything fails.
+# rustfmt, clippy and all tests (native, then the wasm kernel tests in Wasmtime).
+# Exits non-zero if anything fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -2,8 +2,8 @@
 //! the wasm build compute the same bits. `f32::sin`, `f64::exp` and friends call the
 //! platform's libm: glibc natively, wasi-libc (musl) in the component, and the two
 //! differ in the last bit often enough to flip Q8 activation codes over a long
-//! prompt. Everything in the forward pass and the sampler that is not `+ - * / sqrt`
-//! comes from here.
+//! prompt. The forward pass and the sampler take every function beyond `+ - * / sqrt`
+//! from here, or from ggml's own approximations in `ops::ggml_order` (`expf`, SiLU).
 
 /// `e^x` from IEEE-754 basic operations only (so the same bits on every platform):
 /// `x = (32 n + j) ln2/32 + r` with `|r| <= ln2/64` (Cody–Waite), then
@@ -118,33 +118,23 @@ pub fn max_f32(acc: f32, x: f32) -> f32 {
 /// routine, a degree-7/8 polynomial on the argument reduced to `[-π/4, π/4]`, in f64.
 /// Reproducing its arithmetic (including which products the compiler fuses) makes
 /// RoPE's angle tables bit-identical to ggml's on every target. Error < 0.57 ulp.
+///
+/// One range reduction serves both: the cosine is the sine a quadrant ahead, i.e. the
+/// other polynomial of the same reduced argument (what `cosf` computes on its own).
 pub fn sincosf(y: f32) -> (f32, f32) {
-    (sinf(y), cosf(y))
-}
-
-/// `sinf` of glibc (x86-64, FMA build); see [`sincosf`].
-pub fn sinf(y: f32) -> f32 {
-    sin_or_cos(y, 0)
-}
-
-/// `cosf` of glibc (x86-64, FMA build); see [`sincosf`].
-pub fn cosf(y: f32) -> f32 {
-    sin_or_cos(y, 1)
-}
-
-/// `sinf` (`shift` 0) or `cosf` (`shift` 1): the cosine is the sine a quadrant ahead,
-/// so `shift` moves the quadrant that picks the sine or the cosine polynomial.
-fn sin_or_cos(y: f32, shift: u32) -> f32 {
     match reduce(y) {
-        Reduced::Tiny if shift == 0 => y,
-        Reduced::Tiny => 1.0,
-        Reduced::Small(x) => poly(x, x * x, &POLY[0], shift),
+        Reduced::Tiny => (y, 1.0),
+        Reduced::Small(x) => {
+            let x2 = x * x;
+            (poly(x, x2, &POLY[0], 0), poly(x, x2, &POLY[0], 1))
+        }
         Reduced::Quadrant { x, n, sign } => {
             let q = n.wrapping_add(sign);
             let p = &POLY[((q >> 1) & 1) as usize];
-            poly(x * QUADRANT_SIGN[(q & 3) as usize], x * x, p, n ^ shift)
+            let (xs, x2) = (x * QUADRANT_SIGN[(q & 3) as usize], x * x);
+            (poly(xs, x2, p, n), poly(xs, x2, p, n ^ 1))
         }
-        Reduced::NotFinite => f32::NAN,
+        Reduced::NotFinite => (f32::NAN, f32::NAN),
     }
 }
 
@@ -388,7 +378,7 @@ mod tests {
             worst = worst.max(ulps(s, yd.sin())).max(ulps(c, yd.cos()));
         }
         assert!(worst < 0.57, "worst error {worst} ulp");
-        assert!(sinf(f32::NAN).is_nan() && cosf(f32::INFINITY).is_nan());
+        assert!(sincosf(f32::NAN).0.is_nan() && sincosf(f32::INFINITY).1.is_nan());
     }
 
     /// The point of this module: on the platform llama.cpp's fixtures come from,
