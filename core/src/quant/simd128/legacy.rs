@@ -19,6 +19,7 @@ use core::arch::wasm32::*;
 
 use super::super::{q4_0, q4_1, q5_0, q5_1, q8_0, q8_1, rd_f16};
 use super::prim::*;
+use super::weight_src::WeightSrc;
 
 // ---------------------------------------------------------------- fused multiply-add
 
@@ -111,10 +112,10 @@ fn hsum8(lo: v128, hi: v128) -> f32 {
     f32x4_extract_lane::<0>(s) + f32x4_extract_lane::<1>(s)
 }
 
-/// Low and high nibbles of the 16 bytes at `p`. Safety: `p..p + 16` readable.
+/// Low and high nibbles of the 16 bytes at `p + off`. Safety: they are readable.
 #[inline(always)]
-unsafe fn nibbles(p: *const u8) -> (v128, v128) {
-    let q = ld(p);
+unsafe fn nibbles<S: WeightSrc>(p: S, off: usize) -> (v128, v128) {
+    let q = p.v128(off);
     let m = u8x16_splat(0x0F);
     (v128_and(q, m), v128_and(u16x8_shr(q, 4), m))
 }
@@ -137,12 +138,12 @@ fn dot_offset<const OFF: i8>(c: v128, a: v128) -> v128 {
     }
 }
 
-/// The 32 five-bit codes of a Q5 block: low nibbles at `qs`, fifth bits in the
-/// little-endian u32 at `qh`. Safety: both readable.
+/// The 32 five-bit codes of a Q5 block at `x`: low nibbles at offset `qs`, fifth bits
+/// in the little-endian u32 at offset `qh`. Safety: both readable.
 #[inline(always)]
-unsafe fn codes5(qs: *const u8, qh: *const u8) -> (v128, v128) {
-    let (lo, hi) = nibbles(qs);
-    let h = v128_load32_splat(qh as *const u32);
+unsafe fn codes5<S: WeightSrc>(x: S, qs: usize, qh: usize) -> (v128, v128) {
+    let (lo, hi) = nibbles(x, qs);
+    let h = u32x4_splat(x.u32(qh));
     (v128_or(lo, fifth_bits(h, 0)), v128_or(hi, fifth_bits(h, 1)))
 }
 
@@ -162,7 +163,7 @@ trait Format {
     /// Unpacks the codes of the weight block at `x`.
     ///
     /// Safety: `x` points to a whole weight block.
-    unsafe fn codes(x: *const u8) -> Self::Codes;
+    unsafe fn codes<S: WeightSrc>(x: S) -> Self::Codes;
     /// The eight integer lane sums (elements `4j..4j+4`) of a block's codes against
     /// the activation codes `a0` (elements 0..16) and `a1` (16..32).
     fn dot(c: Self::Codes, a0: v128, a1: v128) -> (v128, v128);
@@ -170,7 +171,7 @@ trait Format {
     ///
     /// Safety: `x` points to a whole weight block.
     #[inline(always)]
-    unsafe fn sums(x: *const u8, a0: v128, a1: v128) -> (v128, v128) {
+    unsafe fn sums<S: WeightSrc>(x: S, a0: v128, a1: v128) -> (v128, v128) {
         Self::dot(Self::codes(x), a0, a1)
     }
 }
@@ -188,8 +189,8 @@ impl Format for Q4_0 {
     const MINS: bool = false;
     type Codes = (v128, v128);
     #[inline(always)]
-    unsafe fn codes(x: *const u8) -> Self::Codes {
-        nibbles(x.add(2))
+    unsafe fn codes<S: WeightSrc>(x: S) -> Self::Codes {
+        nibbles(x, 2)
     }
     #[inline(always)]
     fn dot((lo, hi): Self::Codes, a0: v128, a1: v128) -> (v128, v128) {
@@ -204,8 +205,8 @@ impl Format for Q4_1 {
     const MINS: bool = true;
     type Codes = (v128, v128);
     #[inline(always)]
-    unsafe fn codes(x: *const u8) -> Self::Codes {
-        nibbles(x.add(4))
+    unsafe fn codes<S: WeightSrc>(x: S) -> Self::Codes {
+        nibbles(x, 4)
     }
     #[inline(always)]
     fn dot((lo, hi): Self::Codes, a0: v128, a1: v128) -> (v128, v128) {
@@ -220,8 +221,8 @@ impl Format for Q5_0 {
     const MINS: bool = false;
     type Codes = (v128, v128);
     #[inline(always)]
-    unsafe fn codes(x: *const u8) -> Self::Codes {
-        codes5(x.add(6), x.add(2))
+    unsafe fn codes<S: WeightSrc>(x: S) -> Self::Codes {
+        codes5(x, 6, 2)
     }
     #[inline(always)]
     fn dot((lo, hi): Self::Codes, a0: v128, a1: v128) -> (v128, v128) {
@@ -236,8 +237,8 @@ impl Format for Q5_1 {
     const MINS: bool = true;
     type Codes = (v128, v128);
     #[inline(always)]
-    unsafe fn codes(x: *const u8) -> Self::Codes {
-        codes5(x.add(8), x.add(4))
+    unsafe fn codes<S: WeightSrc>(x: S) -> Self::Codes {
+        codes5(x, 8, 4)
     }
     #[inline(always)]
     fn dot((lo, hi): Self::Codes, a0: v128, a1: v128) -> (v128, v128) {
@@ -253,8 +254,8 @@ impl Format for Q8_0 {
     /// The even and odd bytes of each half, sign-extended to i16 lanes.
     type Codes = [v128; 4];
     #[inline(always)]
-    unsafe fn codes(x: *const u8) -> Self::Codes {
-        let (c0, c1) = (ld(x.add(2)), ld(x.add(18)));
+    unsafe fn codes<S: WeightSrc>(x: S) -> Self::Codes {
+        let (c0, c1) = (x.v128(2), x.v128(18));
         [
             i16x8_shr(i16x8_shl(c0, 8), 8),
             i16x8_shr(c0, 8),
@@ -277,49 +278,96 @@ impl Format for Q8_0 {
 /// The f16 at `p + k * stride` (`k` in 0..4) widened to f32 lanes, and the lanes (u16 mask)
 /// holding an infinity or a NaN. Safety: the 4 fields must be readable.
 #[inline(always)]
-unsafe fn f16x4(p: *const u8, stride: usize) -> (v128, v128) {
-    let v = u16x8_replace_lane::<0>(zero(), ld_u16(p));
-    let v = u16x8_replace_lane::<1>(v, ld_u16(p.add(stride)));
-    let v = u16x8_replace_lane::<2>(v, ld_u16(p.add(2 * stride)));
-    let v = u16x8_replace_lane::<3>(v, ld_u16(p.add(3 * stride)));
+unsafe fn f16x4<S: WeightSrc>(p: S, stride: usize) -> (v128, v128) {
+    let v = u16x8_replace_lane::<0>(zero(), p.u16(0));
+    let v = u16x8_replace_lane::<1>(v, p.u16(stride));
+    let v = u16x8_replace_lane::<2>(v, p.u16(2 * stride));
+    let v = u16x8_replace_lane::<3>(v, p.u16(3 * stride));
     (f16_even_to_f32(u32x4_extend_low_u16x8(v)), f16x8_special(v))
 }
 
-/// The scales of four consecutive blocks of `R` weight rows (`x[r]`) and of the
-/// activations (`y`): `d[r] = dx * dy` and (`MINS`) `ms[r] = mx * sy`, lane `k` for
-/// block `k`, as the reference's `f32` products.
+/// The scales of an activation row's blocks as `f32`, converted once for all the
+/// weight rows the row meets: `d[k]` and (`MINS` formats, Q8_1) `s[k]`.
+struct ActScales {
+    d: Scales,
+    s: Scales,
+}
+
+/// `f32` values, inline up to [`Scales::INLINE`] (one row's dot allocates nothing).
+enum Scales {
+    Inline([f32; Scales::INLINE], usize),
+    Heap(Vec<f32>),
+}
+
+impl Scales {
+    const INLINE: usize = 64;
+
+    fn new(n: usize, f: impl Fn(usize) -> f32) -> Self {
+        if n <= Self::INLINE {
+            Self::Inline(core::array::from_fn(|k| if k < n { f(k) } else { 0.0 }), n)
+        } else {
+            Self::Heap((0..n).map(f).collect())
+        }
+    }
+}
+
+impl core::ops::Deref for Scales {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        match self {
+            Self::Inline(v, n) => &v[..*n],
+            Self::Heap(v) => v,
+        }
+    }
+}
+
+impl ActScales {
+    /// The scales of the first `nb` blocks of the activation row `a` (whole blocks).
+    fn new<F: Format>(a: &[u8], nb: usize) -> Self {
+        let f = |k: usize, off: usize| {
+            let b = &a[k * F::AB + off..];
+            super::super::f16_to_f32(u16::from_le_bytes([b[0], b[1]]))
+        };
+        Self {
+            d: Scales::new(nb, |k| f(k, 0)),
+            s: Scales::new(if F::MINS { nb } else { 0 }, |k| f(k, 2)),
+        }
+    }
+}
+
+/// The scales of four consecutive blocks of `R` weight rows (`x[r]`) combined with the
+/// activations' (`dy`, `sy`, four lanes from block `k`): `d[r] = dx * dy` and (`MINS`)
+/// `ms[r] = mx * sy`, lane `k` for block `k`, as the reference's `f32` products.
 ///
-/// Safety: the four blocks of every row and of the activations must be readable.
+/// Safety: the four blocks of every row must be readable, `dy`/`sy` hold four values
+/// (`sy` only for `MINS`).
 #[inline(always)]
-unsafe fn scales4<F: Format, const R: usize>(
-    x: &[*const u8; R],
-    y: *const u8,
+unsafe fn scales4<F: Format, S: WeightSrc, const R: usize>(
+    x: &[S; R],
+    dy: *const f32,
+    sy: *const f32,
 ) -> ([v128; R], [v128; R]) {
     let mut d = [zero(); R];
     let mut ms = [zero(); R];
-    let special;
+    let mut special = zero();
+    let vdy = v128_load(dy as *const v128);
     if F::MINS {
-        let vy = gather_u32(y, F::AB);
-        let (dy, sy) = (f16_even_to_f32(vy), f16_odd_to_f32(vy));
-        let mut sp = f16x8_special(vy);
+        let vsy = v128_load(sy as *const v128);
         for r in 0..R {
             let vx = gather_u32(x[r], F::WB);
-            sp = v128_or(sp, f16x8_special(vx));
-            d[r] = f32x4_mul(f16_even_to_f32(vx), dy);
-            ms[r] = f32x4_mul(f16_odd_to_f32(vx), sy);
+            special = v128_or(special, f16x8_special(vx));
+            d[r] = f32x4_mul(f16_even_to_f32(vx), vdy);
+            ms[r] = f32x4_mul(f16_odd_to_f32(vx), vsy);
         }
-        special = sp;
     } else {
-        let (dy, mut sp) = f16x4(y, F::AB);
         for r in 0..R {
             let (dx, spx) = f16x4(x[r], F::WB);
-            sp = v128_or(sp, spx);
-            d[r] = f32x4_mul(dx, dy);
+            special = v128_or(special, spx);
+            d[r] = f32x4_mul(dx, vdy);
         }
-        special = sp;
     }
     if v128_any_true(special) {
-        return scales4_special::<F, R>(x, y);
+        return scales4_special::<F, S, R>(x, dy, sy);
     }
     (d, ms)
 }
@@ -327,18 +375,19 @@ unsafe fn scales4<F: Format, const R: usize>(
 /// [`scales4`] through the scalar (exact for every f16) conversion.
 #[cold]
 #[inline(never)]
-unsafe fn scales4_special<F: Format, const R: usize>(
-    x: &[*const u8; R],
-    y: *const u8,
+unsafe fn scales4_special<F: Format, S: WeightSrc, const R: usize>(
+    x: &[S; R],
+    dy: *const f32,
+    sy: *const f32,
 ) -> ([v128; R], [v128; R]) {
-    let f = |p: *const u8| super::super::f16_to_f32(ld_u16(p));
+    let fw = |p: S, off: usize| super::super::f16_to_f32(p.u16(off));
     let lanes = |g: &dyn Fn(usize) -> f32| f32x4(g(0), g(1), g(2), g(3));
     let mut d = [zero(); R];
     let mut ms = [zero(); R];
     for r in 0..R {
-        d[r] = lanes(&|k| f(x[r].add(k * F::WB)) * f(y.add(k * F::AB)));
+        d[r] = lanes(&|k| fw(x[r], k * F::WB) * *dy.add(k));
         if F::MINS {
-            ms[r] = lanes(&|k| f(x[r].add(k * F::WB + 2)) * f(y.add(k * F::AB + 2)));
+            ms[r] = lanes(&|k| fw(x[r], k * F::WB + 2) * *sy.add(k));
         }
     }
     (d, ms)
@@ -347,20 +396,22 @@ unsafe fn scales4_special<F: Format, const R: usize>(
 /// The `d = dx * dy` of blocks `c0..c0+cn` (`cn <= CHUNK`) of `R` rows into `dbuf`, and
 /// (`MINS`) the `mx * sy` terms added to `summs` in block order.
 ///
-/// Safety: those blocks of every row (`x0`) and of the activations (`ap`) are readable.
+/// Safety: those blocks of every row (`x0`) are readable, `ay` has them.
 #[inline(never)]
-unsafe fn scales_pass<F: Format, const R: usize>(
-    x0: &[*const u8; R],
-    ap: *const u8,
+unsafe fn scales_pass<F: Format, S: WeightSrc, const R: usize>(
+    x0: &[S; R],
+    ay: &ActScales,
     c0: usize,
     cn: usize,
     dbuf: &mut [[f32; CHUNK]; R],
     summs: &mut [f32; R],
 ) {
+    assert!(ay.d.len() >= c0 + cn && (!F::MINS || ay.s.len() >= c0 + cn));
+    let (dy, sy) = (ay.d.as_ptr().add(c0), ay.s.as_ptr().wrapping_add(c0));
     let mut k = 0;
     while k + 4 <= cn {
-        let x: [*const u8; R] = core::array::from_fn(|r| x0[r].add((c0 + k) * F::WB));
-        let (d, ms) = scales4::<F, R>(&x, ap.add((c0 + k) * F::AB));
+        let x: [S; R] = core::array::from_fn(|r| x0[r].at((c0 + k) * F::WB));
+        let (d, ms) = scales4::<F, S, R>(&x, dy.add(k), sy.wrapping_add(k));
         for r in 0..R {
             v128_store(dbuf[r][k..k + 4].as_mut_ptr() as *mut v128, d[r]);
             if F::MINS {
@@ -369,14 +420,13 @@ unsafe fn scales_pass<F: Format, const R: usize>(
         }
         k += 4;
     }
-    let f = |p: *const u8| super::super::f16_to_f32(ld_u16(p));
+    let fw = |p: S, off: usize| super::super::f16_to_f32(p.u16(off));
     while k < cn {
-        let y = ap.add((c0 + k) * F::AB);
         for r in 0..R {
-            let x = x0[r].add((c0 + k) * F::WB);
-            dbuf[r][k] = f(x) * f(y);
+            let x = x0[r].at((c0 + k) * F::WB);
+            dbuf[r][k] = fw(x, 0) * *dy.add(k);
             if F::MINS {
-                summs[r] += f(x.add(2)) * f(y.add(2));
+                summs[r] += fw(x, 2) * *sy.add(k);
             }
         }
         k += 1;
@@ -388,8 +438,8 @@ unsafe fn scales_pass<F: Format, const R: usize>(
 ///
 /// Safety: those blocks of every row (`x0`) and of the activations (`ap`) are readable.
 #[inline(never)]
-unsafe fn dot_pass<F: Format, const FUSED: bool, const R: usize>(
-    x0: &[*const u8; R],
+unsafe fn dot_pass<F: Format, S: WeightSrc, const FUSED: bool, const R: usize>(
+    x0: &[S; R],
     ap: *const u8,
     c0: usize,
     cn: usize,
@@ -403,7 +453,7 @@ unsafe fn dot_pass<F: Format, const FUSED: bool, const R: usize>(
         let y = ap.add((c0 + k) * F::AB + F::A_QS);
         let (a0, a1) = (ld(y), ld(y.add(16)));
         for r in 0..R {
-            let (s0, s1) = F::sums(x0[r].add((c0 + k) * F::WB), a0, a1);
+            let (s0, s1) = F::sums(x0[r].at((c0 + k) * F::WB), a0, a1);
             let d = f32x4_splat(dbuf[r][k]);
             l[r] = fma::<FUSED>(d, s0, l[r]);
             h[r] = fma::<FUSED>(d, s1, h[r]);
@@ -416,20 +466,22 @@ unsafe fn dot_pass<F: Format, const FUSED: bool, const R: usize>(
 /// Blocks per chunk of [`kernel`].
 const CHUNK: usize = 64;
 
-/// `out[r] = dot(row r, activations)` for `R` weight rows `row_bytes` apart in `w`,
+/// `out[r] = dot(row r, activations)` for `R` weight rows `row_bytes` apart from `w`,
 /// `nb` blocks each, in the reference's order.
+///
+/// Safety: the first `nb` blocks of the `R` rows are readable.
 #[inline(always)]
-fn kernel<F: Format, const FUSED: bool, const R: usize>(
-    w: &[u8],
+unsafe fn kernel<F: Format, S: WeightSrc, const FUSED: bool, const R: usize>(
+    w: S,
     row_bytes: usize,
     a: &[u8],
+    ay: &ActScales,
     nb: usize,
     out: &mut [f32],
 ) {
-    // Every pointer below stays inside the first `nb` blocks of each row and of `a`.
+    // Every activation pointer below stays inside the first `nb` blocks of `a`.
     assert!(row_bytes >= nb * F::WB && a.len() >= nb * F::AB && out.len() >= R);
-    assert!(w.len() >= (R - 1) * row_bytes + nb * F::WB);
-    let x0: [*const u8; R] = core::array::from_fn(|r| w[r * row_bytes..].as_ptr());
+    let x0: [S; R] = core::array::from_fn(|r| w.at(r * row_bytes));
     let ap = a.as_ptr();
     let mut lo = [zero(); R];
     let mut hi = [zero(); R];
@@ -441,11 +493,11 @@ fn kernel<F: Format, const FUSED: bool, const R: usize>(
     let mut c0 = 0;
     while c0 < nb {
         let cn = CHUNK.min(nb - c0);
-        // SAFETY: the blocks c0..c0+cn of every row and of `a` are in bounds (checked
-        // above).
+        // SAFETY: the blocks c0..c0+cn of every row (the caller's promise) and of `a`
+        // (checked above) are in bounds.
         unsafe {
-            scales_pass::<F, R>(&x0, ap, c0, cn, &mut dbuf, &mut summs);
-            dot_pass::<F, FUSED, R>(&x0, ap, c0, cn, &dbuf, &mut lo, &mut hi);
+            scales_pass::<F, S, R>(&x0, ay, c0, cn, &mut dbuf, &mut summs);
+            dot_pass::<F, S, FUSED, R>(&x0, ap, c0, cn, &dbuf, &mut lo, &mut hi);
         }
         c0 += cn;
     }
@@ -459,19 +511,37 @@ fn kernel<F: Format, const FUSED: bool, const R: usize>(
 }
 
 /// [`kernel`] with the fused multiply-add if the engine has one.
+///
+/// Safety: as [`kernel`].
 #[inline(always)]
-fn run<F: Format, const R: usize>(
-    w: &[u8],
+unsafe fn run<F: Format, S: WeightSrc, const R: usize>(
+    w: S,
     row_bytes: usize,
     a: &[u8],
+    ay: &ActScales,
     nb: usize,
     out: &mut [f32],
 ) {
     #[cfg(target_feature = "relaxed-simd")]
     if madd_is_fused() {
-        return kernel::<F, true, R>(w, row_bytes, a, nb, out);
+        return kernel::<F, S, true, R>(w, row_bytes, a, ay, nb, out);
     }
-    kernel::<F, false, R>(w, row_bytes, a, nb, out)
+    kernel::<F, S, false, R>(w, row_bytes, a, ay, nb, out)
+}
+
+/// [`run`] on weight rows in memory 0, bounds checked.
+#[inline(always)]
+fn run_slice<F: Format, const R: usize>(
+    w: &[u8],
+    row_bytes: usize,
+    a: &[u8],
+    ay: &ActScales,
+    nb: usize,
+    out: &mut [f32],
+) {
+    assert!(row_bytes >= nb * F::WB && w.len() >= (R - 1) * row_bytes + nb * F::WB);
+    // SAFETY: the R rows' first nb blocks are inside `w` (checked above).
+    unsafe { run::<F, *const u8, R>(w.as_ptr(), row_bytes, a, ay, nb, out) }
 }
 
 /// The fused multiply-adds of blocks `c0..c0+cn` of `R` weight rows (`x0`) against `T`
@@ -519,6 +589,7 @@ fn kernel_tiles<F: Format, const FUSED: bool, const R: usize, const T: usize>(
     w: &[u8],
     row_bytes: usize,
     a: &[&[u8]; T],
+    ay: &[ActScales; T],
     nb: usize,
     out: &mut [[f32; R]; T],
 ) {
@@ -538,7 +609,7 @@ fn kernel_tiles<F: Format, const FUSED: bool, const R: usize, const T: usize>(
         // (checked above).
         unsafe {
             for t in 0..T {
-                scales_pass::<F, R>(&x0, ap[t], c0, cn, &mut dbuf[t], &mut summs[t]);
+                scales_pass::<F, _, R>(&x0, &ay[t], c0, cn, &mut dbuf[t], &mut summs[t]);
             }
             dot_pass_tiles::<F, FUSED, R, T>(&x0, &ap, c0, cn, &dbuf, &mut lo, &mut hi);
         }
@@ -561,14 +632,15 @@ fn run_tiles<F: Format, const R: usize, const T: usize>(
     w: &[u8],
     row_bytes: usize,
     a: &[&[u8]; T],
+    ay: &[ActScales; T],
     nb: usize,
     out: &mut [[f32; R]; T],
 ) {
     #[cfg(target_feature = "relaxed-simd")]
     if madd_is_fused() {
-        return kernel_tiles::<F, true, R, T>(w, row_bytes, a, nb, out);
+        return kernel_tiles::<F, true, R, T>(w, row_bytes, a, ay, nb, out);
     }
-    kernel_tiles::<F, false, R, T>(w, row_bytes, a, nb, out)
+    kernel_tiles::<F, false, R, T>(w, row_bytes, a, ay, nb, out)
 }
 
 /// Activation rows per tile of [`token_tiles`].
@@ -610,10 +682,11 @@ pub(crate) fn token_tiles(
         for i in 0..tiles {
             let t0 = i * TT;
             let a: [&[u8]; TT] = core::array::from_fn(|t| &acts[(t0 + t) * act_row..][..act_row]);
+            let ay: [ActScales; TT] = core::array::from_fn(|t| ActScales::new::<F>(a[t], nb));
             let mut r = 0;
             while r + TILE_ROWS <= rows {
                 let mut o = [[0f32; TILE_ROWS]; TT];
-                run_tiles::<F, TILE_ROWS, TT>(&w[r * rb..], rb, &a, nb, &mut o);
+                run_tiles::<F, TILE_ROWS, TT>(&w[r * rb..], rb, &a, &ay, nb, &mut o);
                 for (t, ot) in o.iter().enumerate() {
                     out[(t0 + t) * stride + r..][..TILE_ROWS].copy_from_slice(ot);
                 }
@@ -621,7 +694,7 @@ pub(crate) fn token_tiles(
             }
             while r < rows {
                 let mut o = [[0f32; 1]; TT];
-                run_tiles::<F, 1, TT>(&w[r * rb..], rb, &a, nb, &mut o);
+                run_tiles::<F, 1, TT>(&w[r * rb..], rb, &a, &ay, nb, &mut o);
                 for (t, ot) in o.iter().enumerate() {
                     out[(t0 + t) * stride + r] = ot[0];
                 }
@@ -644,7 +717,7 @@ pub(crate) fn token_tiles(
 #[inline(always)]
 fn one<F: Format>(w: &[u8], a: &[u8], nb: usize) -> f32 {
     let mut out = [0f32];
-    run::<F, 1>(w, nb * F::WB, a, nb, &mut out);
+    run_slice::<F, 1>(w, nb * F::WB, a, &ActScales::new::<F>(a, nb), nb, &mut out);
     out[0]
 }
 
@@ -673,33 +746,49 @@ pub(crate) fn q8_0_q8_0(w: &[u8], a: &[u8], nb: usize) -> f32 {
     one::<Q8_0>(w, a, nb)
 }
 
-/// Rows of `row_bytes` in `w`, `ROWS` at a time, for the formats with a multi-row
-/// kernel; returns how many rows of `out` were written (a multiple of `ROWS`), 0 for
-/// other formats.
-pub(crate) fn rows(
+/// Weight rows per call of the multi-row kernels: two share each activation load and
+/// scale conversion (four measured no faster).
+const ROWS: usize = 2;
+
+/// [`rows`] for all `out.len()` rows, `row_bytes` apart from `w` in any weight memory
+/// (the last odd row alone); `false` (nothing written) for formats this module does not
+/// handle.
+///
+/// Safety: the first `nb` blocks of every row are readable (memory 0), or loads past
+/// them trap (other memories).
+pub(crate) unsafe fn rows_from<S: WeightSrc>(
     ty: super::super::GgmlType,
-    w: &[u8],
+    w: S,
     row_bytes: usize,
     a: &[u8],
     nb: usize,
     out: &mut [f32],
-) -> usize {
+) -> bool {
     use super::super::GgmlType as T;
-    const ROWS: usize = 2;
-    fn go<F: Format>(w: &[u8], rb: usize, a: &[u8], nb: usize, out: &mut [f32]) -> usize {
+    unsafe fn go<F: Format, S: WeightSrc>(
+        w: S,
+        rb: usize,
+        a: &[u8],
+        nb: usize,
+        out: &mut [f32],
+    ) -> bool {
         let n = out.len() / ROWS * ROWS;
-        for (o, wr) in out[..n].chunks_exact_mut(ROWS).zip(w.chunks(ROWS * rb)) {
-            run::<F, ROWS>(wr, rb, a, nb, o);
+        let ay = ActScales::new::<F>(a, nb);
+        for (i, o) in out[..n].chunks_exact_mut(ROWS).enumerate() {
+            run::<F, S, ROWS>(w.at(i * ROWS * rb), rb, a, &ay, nb, o);
         }
-        n
+        if n < out.len() {
+            run::<F, S, 1>(w.at(n * rb), rb, a, &ay, nb, &mut out[n..]);
+        }
+        true
     }
     match ty {
-        T::Q4_0 => go::<Q4_0>(w, row_bytes, a, nb, out),
-        T::Q4_1 => go::<Q4_1>(w, row_bytes, a, nb, out),
-        T::Q5_0 => go::<Q5_0>(w, row_bytes, a, nb, out),
-        T::Q5_1 => go::<Q5_1>(w, row_bytes, a, nb, out),
-        T::Q8_0 => go::<Q8_0>(w, row_bytes, a, nb, out),
-        _ => 0,
+        T::Q4_0 => go::<Q4_0, S>(w, row_bytes, a, nb, out),
+        T::Q4_1 => go::<Q4_1, S>(w, row_bytes, a, nb, out),
+        T::Q5_0 => go::<Q5_0, S>(w, row_bytes, a, nb, out),
+        T::Q5_1 => go::<Q5_1, S>(w, row_bytes, a, nb, out),
+        T::Q8_0 => go::<Q8_0, S>(w, row_bytes, a, nb, out),
+        _ => false,
     }
 }
 
