@@ -8,11 +8,7 @@
 //! rewrites `copy` into a dispatch on `src >> 32` to `memory.copy 0 shard`, and
 //! `len`/`header-len` into the constants of the packed model.
 
-#[cfg(not(feature = "packed"))]
-use chord_core::quant::{self, simd128::WeightSrc, GgmlType, QuantError};
 use chord_core::weights::WeightMemory;
-#[cfg(not(feature = "packed"))]
-use core::arch::wasm32::v128;
 
 #[cfg(not(feature = "packed"))]
 use crate::Error;
@@ -31,50 +27,6 @@ unsafe extern "C" {
     fn wgrow(delta_pages: u64) -> i64;
     /// `memory.size 1`, in pages.
     fn wsize() -> u64;
-    /// `v128.load 1` then `v128.store 0`: weights[src..src+16] -> memory0[dst..dst+16].
-    /// (A `-> v128` import would need nightly `simd_ffi`; the store goes to a stack
-    /// slot the caller reloads at once.)
-    fn wload128(dst: *mut u8, src: u64);
-    /// `i32.load 1`: the little-endian u32 at weights[src].
-    fn wload32(src: u64) -> u32;
-    /// `i32.load16_u 1`: the little-endian u16 at weights[src].
-    fn wload16(src: u64) -> u32;
-}
-
-/// A byte address in the weights memory, as the in-place kernels read it.
-#[cfg(not(feature = "packed"))]
-#[derive(Clone, Copy)]
-struct InWeights(u64);
-
-#[cfg(not(feature = "packed"))]
-impl WeightSrc for InWeights {
-    #[inline(always)]
-    fn at(self, off: usize) -> Self {
-        Self(self.0 + off as u64)
-    }
-    #[inline(always)]
-    unsafe fn v128(self, off: usize) -> v128 {
-        let mut v = core::mem::MaybeUninit::<v128>::uninit();
-        // SAFETY: writes the 16 bytes of `v` (loads past the memory trap).
-        unsafe {
-            wload128(v.as_mut_ptr() as *mut u8, self.0 + off as u64);
-            v.assume_init()
-        }
-    }
-    #[inline(always)]
-    unsafe fn u32(self, off: usize) -> u32 {
-        unsafe { wload32(self.0 + off as u64) }
-    }
-    #[inline(always)]
-    unsafe fn u16(self, off: usize) -> u16 {
-        unsafe { wload16(self.0 + off as u64) as u16 }
-    }
-    #[inline(always)]
-    unsafe fn touch(self, off: usize) {
-        // The call survives (an import), and so does its load once rewritten (a load
-        // that may trap is never dropped).
-        unsafe { wload32(self.0 + off as u64) };
-    }
 }
 
 #[cfg(feature = "packed")]
@@ -148,26 +100,20 @@ impl WasmWeights {
     }
 }
 
-impl WasmWeights {
-    /// Asserts that `offset..offset + len` lies in the weights (the model validated its
-    /// tensors' ranges at load: a failure is a bug).
-    fn check_range(&self, offset: u64, len: u64) {
-        let end = offset.checked_add(len).expect("weights range overflows");
-        assert!(
-            end <= self.len,
-            "weights range {offset}..{end} beyond {}",
-            self.len
-        );
-    }
-}
-
 impl WeightMemory for WasmWeights {
     fn len(&self) -> u64 {
         self.len
     }
 
     fn bytes<'a>(&'a self, offset: u64, len: usize, scratch: &'a mut Vec<u8>) -> &'a [u8] {
-        self.check_range(offset, len as u64);
+        let end = offset
+            .checked_add(len as u64)
+            .expect("weights range overflows");
+        assert!(
+            end <= self.len,
+            "weights range {offset}..{end} beyond {}",
+            self.len
+        );
         if scratch.len() < len {
             scratch.resize(len, 0);
         }
@@ -175,32 +121,6 @@ impl WeightMemory for WasmWeights {
         // against the weights memory (which only grows).
         unsafe { wcopy(scratch.as_mut_ptr(), offset, len) };
         &scratch[..len]
-    }
-
-    /// The runtime-loaded build reads the rows where they are (`v128.load` on memory 1);
-    /// the packed one copies (its shards are separate memories a load cannot pick at
-    /// run time).
-    #[cfg(not(feature = "packed"))]
-    fn dot_rows_in_place(
-        &self,
-        ty: GgmlType,
-        offset: u64,
-        act: &[u8],
-        n: usize,
-        out: &mut [f32],
-    ) -> Option<Result<(), QuantError>> {
-        let bytes = match quant::row_bytes(ty, n) {
-            Ok(row) => row as u64 * out.len() as u64,
-            Err(e) => return Some(Err(e)),
-        };
-        self.check_range(offset, bytes);
-        // SAFETY: the rows are inside the weights memory (checked above); a load past
-        // it would trap, not read memory 0.
-        match unsafe { quant::simd128::vec_dot_rows_from(ty, InWeights(offset), act, n, out) } {
-            Ok(true) => Some(Ok(())),
-            Ok(false) => None,
-            Err(e) => Some(Err(e)),
-        }
     }
 }
 

@@ -6,8 +6,6 @@
 //! post-link-rewritten `memory.copy`. Kernels therefore ask for a range and get a
 //! slice that is either borrowed or copied; they never hold pointers into weights.
 
-use crate::quant::{GgmlType, QuantError};
-
 /// Read-only weight bytes, addressed by 64-bit offsets.
 pub trait WeightMemory {
     /// Total size in bytes.
@@ -19,22 +17,6 @@ pub trait WeightMemory {
     /// Callers only ask for ranges of tensors that the model validated against
     /// [`WeightMemory::len`] at load time; an out-of-range request is a bug and panics.
     fn bytes<'a>(&'a self, offset: u64, len: usize, scratch: &'a mut Vec<u8>) -> &'a [u8];
-
-    /// `out[r] = vec_dot(ty, row r, act, n)` for the `out.len()` rows of `n` elements of
-    /// type `ty` from `offset`, read where they are, without the copy of
-    /// [`WeightMemory::bytes`], when this memory has kernels that read it in place for
-    /// `ty`; `None` otherwise (the caller then copies). Same contract for the range as
-    /// [`WeightMemory::bytes`], same results as [`crate::quant::simd128::vec_dot_rows`].
-    fn dot_rows_in_place(
-        &self,
-        _ty: GgmlType,
-        _offset: u64,
-        _act: &[u8],
-        _n: usize,
-        _out: &mut [f32],
-    ) -> Option<Result<(), QuantError>> {
-        None
-    }
 
     fn is_empty(&self) -> bool {
         self.len() == 0

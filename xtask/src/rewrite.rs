@@ -10,15 +10,9 @@
 //! | `wstore(dst: i64, src: i32, len: i32)`  | `memory.copy 1 0` (memory 0 -> weights) |
 //! | `wgrow(delta_pages: i64) -> i64`        | `memory.grow 1`               |
 //! | `wsize() -> i64`                        | `memory.size 1` (in pages)    |
-//! | `wload128(dst: i32, src: i64)`          | `v128.load 1; v128.store 0` (16 bytes into a stack slot) |
-//! | `wload32(src: i64) -> i32`              | `i32.load 1`                  |
-//! | `wload16(src: i64) -> i32`              | `i32.load16_u 1`              |
 
 use anyhow::{bail, ensure, Context, Result};
-use walrus::ir::{
-    ExtendedLoad, Instr, InstrSeq, Load, LoadKind, MemArg, MemoryCopy, MemoryGrow, MemorySize,
-    Store, StoreKind, VisitorMut,
-};
+use walrus::ir::{Instr, InstrLocId, MemoryCopy, MemoryGrow, MemorySize, VisitorMut};
 use walrus::{FunctionId, ImportKind, MemoryId, ValType};
 
 pub const INTRINSICS_MODULE: &str = "wasm-chord:intrinsics";
@@ -29,9 +23,6 @@ enum Intrinsic {
     Store,
     Grow,
     Size,
-    Load128,
-    Load32,
-    Load16,
 }
 
 impl Intrinsic {
@@ -41,9 +32,6 @@ impl Intrinsic {
             "wstore" => Self::Store,
             "wgrow" => Self::Grow,
             "wsize" => Self::Size,
-            "wload128" => Self::Load128,
-            "wload32" => Self::Load32,
-            "wload16" => Self::Load16,
             _ => return None,
         })
     }
@@ -55,8 +43,6 @@ impl Intrinsic {
             Self::Store => (&[I64, I32, I32], &[]),
             Self::Grow => (&[I64], &[I64]),
             Self::Size => (&[], &[I64]),
-            Self::Load128 => (&[I32, I64], &[]),
-            Self::Load32 | Self::Load16 => (&[I64], &[I32]),
         }
     }
 }
@@ -165,89 +151,40 @@ struct Rewriter<'a> {
     rewritten: usize,
 }
 
-impl Rewriter<'_> {
-    /// The instructions that replace a call to `which`.
-    fn replacement(&self, which: Intrinsic) -> Vec<Instr> {
-        // Weight loads may be unaligned; the stack slot of `wload128` is not assumed
-        // aligned either.
-        let arg = MemArg {
-            align: 1,
-            offset: 0,
+impl VisitorMut for Rewriter<'_> {
+    fn visit_instr_mut(&mut self, instr: &mut Instr, _loc: &mut InstrLocId) {
+        let func = match instr {
+            Instr::Call(call) => call.func,
+            Instr::ReturnCall(call) => {
+                // Not expected from rustc; a tail call to an intrinsic would need a
+                // `return` after the replacement.
+                assert!(
+                    !self.intrinsics.iter().any(|(f, ..)| *f == call.func),
+                    "tail call to a weight-memory intrinsic"
+                );
+                return;
+            }
+            _ => return,
         };
-        let load = |kind| {
-            Instr::Load(Load {
-                memory: self.weights,
-                kind,
-                arg,
-            })
+        let Some((_, _, which)) = self.intrinsics.iter().find(|(f, ..)| *f == func) else {
+            return;
         };
-        match which {
-            Intrinsic::Copy => vec![Instr::MemoryCopy(MemoryCopy {
+        *instr = match which {
+            Intrinsic::Copy => Instr::MemoryCopy(MemoryCopy {
                 src: self.weights,
                 dst: self.main,
-            })],
-            Intrinsic::Store => vec![Instr::MemoryCopy(MemoryCopy {
+            }),
+            Intrinsic::Store => Instr::MemoryCopy(MemoryCopy {
                 src: self.main,
                 dst: self.weights,
-            })],
-            Intrinsic::Grow => vec![Instr::MemoryGrow(MemoryGrow {
+            }),
+            Intrinsic::Grow => Instr::MemoryGrow(MemoryGrow {
                 memory: self.weights,
-            })],
-            Intrinsic::Size => vec![Instr::MemorySize(MemorySize {
+            }),
+            Intrinsic::Size => Instr::MemorySize(MemorySize {
                 memory: self.weights,
-            })],
-            // Stack [dst, src] -> [dst, v] -> [].
-            Intrinsic::Load128 => vec![
-                load(LoadKind::V128),
-                Instr::Store(Store {
-                    memory: self.main,
-                    kind: StoreKind::V128,
-                    arg,
-                }),
-            ],
-            Intrinsic::Load32 => vec![load(LoadKind::I32 { atomic: false })],
-            Intrinsic::Load16 => vec![load(LoadKind::I32_16 {
-                kind: ExtendedLoad::ZeroExtend,
-            })],
-        }
-    }
-}
-
-impl VisitorMut for Rewriter<'_> {
-    // Whole sequences, because some calls become two instructions.
-    fn start_instr_seq_mut(&mut self, seq: &mut InstrSeq) {
-        let intrinsic = |instr: &Instr| {
-            let func = match instr {
-                Instr::Call(call) => call.func,
-                Instr::ReturnCall(call) => {
-                    // Not expected from rustc; a tail call to an intrinsic would need a
-                    // `return` after the replacement.
-                    assert!(
-                        !self.intrinsics.iter().any(|(f, ..)| *f == call.func),
-                        "tail call to a weight-memory intrinsic"
-                    );
-                    return None;
-                }
-                _ => return None,
-            };
-            self.intrinsics
-                .iter()
-                .find(|(f, ..)| *f == func)
-                .map(|(_, _, which)| *which)
+            }),
         };
-        if !seq.instrs.iter().any(|(i, _)| intrinsic(i).is_some()) {
-            return;
-        }
-        let mut out = Vec::with_capacity(seq.instrs.len() + 8);
-        for (instr, loc) in seq.instrs.drain(..) {
-            match intrinsic(&instr) {
-                Some(which) => {
-                    out.extend(self.replacement(which).into_iter().map(|i| (i, loc)));
-                    self.rewritten += 1;
-                }
-                None => out.push((instr, loc)),
-            }
-        }
-        seq.instrs = out;
+        self.rewritten += 1;
     }
 }

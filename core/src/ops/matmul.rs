@@ -55,13 +55,6 @@ pub fn matmul(
         quant::quantize_activations(act_ty, xt, at)?;
     }
 
-    // Decoding reads every weight once: in place if the memory can, which saves the
-    // copy (one more pass over the weights) that makes them addressable.
-    if n_tokens == 1 {
-        if let Some(done) = mem.dot_rows_in_place(w.ty, w.offset, &scratch.acts, w.cols, out) {
-            return done;
-        }
-    }
     let row_bytes = w.row_bytes();
     let rows_per_chunk = (CHUNK_BYTES / row_bytes).max(1);
     let mut r0 = 0;

@@ -13,7 +13,6 @@ use core::arch::wasm32::*;
 
 use super::super::{f16_to_f32, q2_k, q3_k, q4_k, q5_k, q6_k, q8_k, GgmlType};
 use super::prim::*;
-use super::weight_src::WeightSrc;
 
 const QK_K: usize = super::super::QK_K;
 const AB: usize = q8_k::BLOCK_BYTES;
@@ -60,8 +59,8 @@ fn move_bit(v: v128, s: u32, to: u32) -> v128 {
 /// The f16 at `p`, widened exactly (a cheaper path than `f16_to_f32` for finite values).
 /// Safety: `p..p + 2` readable.
 #[inline(always)]
-unsafe fn f16_at<S: WeightSrc>(p: S) -> f32 {
-    let h = p.u16(0);
+unsafe fn f16_at(p: *const u8) -> f32 {
+    let h = ld_u16(p);
     if h & 0x7c00 == 0x7c00 {
         return f16_to_f32(h);
     }
@@ -81,57 +80,38 @@ trait KFormat {
     /// Decodes the block `x` (with the Q8_K block `y` for the `bsums` corrections).
     ///
     /// Safety: `x` and `y` point to whole blocks.
-    unsafe fn prepare<S: WeightSrc>(x: S, y: *const u8) -> Self::Row;
+    unsafe fn prepare(x: *const u8, y: *const u8) -> Self::Row;
     /// `acc` plus the scaled integer dot of chunk `c` (elements `CHUNK * c..`) of block
     /// `x` with the activation codes at `q8` (those of the chunk).
     ///
     /// Safety: `x` points to a whole block, `q8` to the chunk's codes, `c < 256 / CHUNK`.
-    unsafe fn chunk<S: WeightSrc>(
-        x: S,
-        row: &Self::Row,
-        c: usize,
-        q8: *const u8,
-        acc: v128,
-    ) -> v128;
+    unsafe fn chunk(x: *const u8, row: &Self::Row, c: usize, q8: *const u8, acc: v128) -> v128;
     /// The block's `f32` term, from the exact integer sum of the chunks, as the scalar
     /// kernel computes it.
     ///
     /// Safety: `x` and `y` point to whole blocks.
-    unsafe fn term<S: WeightSrc>(x: S, y: *const u8, row: &Self::Row, isum: i32) -> f32;
+    unsafe fn term(x: *const u8, y: *const u8, row: &Self::Row, isum: i32) -> f32;
 }
 
-/// `out[r] = dot(row r, activations)` for `R` weight rows `row_bytes` apart from `w`,
-/// `nb` super-blocks each. The next `R` rows' blocks are touched (prefetched) as these
-/// are read, when below `readable` bytes from `w`.
-///
-/// Safety: the first `nb` blocks of the `R` rows are readable, and `readable` bytes
-/// from `w`.
+/// `out[r] = dot(row r, activations)` for `R` weight rows `row_bytes` apart in `w`,
+/// `nb` super-blocks each.
 #[inline(always)]
-unsafe fn kernel<F: KFormat, S: WeightSrc, const R: usize>(
-    w: S,
+fn kernel<F: KFormat, const R: usize>(
+    w: &[u8],
     row_bytes: usize,
-    readable: usize,
     a: &[u8],
     nb: usize,
     out: &mut [f32],
 ) {
-    // Every activation pointer below stays inside the first `nb` blocks of `a`.
+    // Every pointer below stays inside the first `nb` blocks of each row and of `a`.
     assert!(row_bytes >= nb * F::WB && a.len() >= nb * AB && out.len() >= R);
-    let x0: [S; R] = core::array::from_fn(|r| w.at(r * row_bytes));
+    assert!(w.len() >= (R - 1) * row_bytes + nb * F::WB);
+    let x0: [*const u8; R] = core::array::from_fn(|r| w[r * row_bytes..].as_ptr());
     let mut sumf = [0f32; R];
     for i in 0..nb {
-        // SAFETY: block i of every row (the caller's promise) and of `a` (checked above)
-        // is in bounds.
+        // SAFETY: block i of every row and of `a` is in bounds (checked above).
         unsafe {
-            let x: [S; R] = core::array::from_fn(|r| x0[r].at(i * F::WB));
-            let next = (R + 1) * row_bytes + i * F::WB;
-            if next <= readable {
-                for r in 0..R {
-                    for line in (0..F::WB).step_by(64) {
-                        x[r].touch(R * row_bytes + line);
-                    }
-                }
-            }
+            let x: [*const u8; R] = core::array::from_fn(|r| x0[r].add(i * F::WB));
             let y = a.as_ptr().add(i * AB);
             let rows: [F::Row; R] = core::array::from_fn(|r| F::prepare(x[r], y));
             let mut acc = [zero(); R];
@@ -155,10 +135,8 @@ unsafe fn kernel<F: KFormat, S: WeightSrc, const R: usize>(
 /// One row.
 #[inline(always)]
 fn one<F: KFormat>(w: &[u8], a: &[u8], nb: usize) -> f32 {
-    assert!(w.len() >= nb * F::WB);
     let mut out = [0f32];
-    // SAFETY: the row is `w` (checked above).
-    unsafe { kernel::<F, *const u8, 1>(w.as_ptr(), nb * F::WB, 0, a, nb, &mut out) };
+    kernel::<F, 1>(w, nb * F::WB, a, nb, &mut out);
     out[0]
 }
 
@@ -179,7 +157,7 @@ impl KFormat for Q2K {
     type Row = Q2Row;
 
     #[inline(always)]
-    unsafe fn prepare<S: WeightSrc>(x: S, y: *const u8) -> Q2Row {
+    unsafe fn prepare(x: *const u8, y: *const u8) -> Q2Row {
         let scv = ld(x);
         let sc = v128_and(scv, u8x16_splat(0x0F));
         let mn = v128_and(u16x8_shr(scv, 4), u8x16_splat(0x0F));
@@ -190,10 +168,10 @@ impl KFormat for Q2K {
     }
 
     #[inline(always)]
-    unsafe fn chunk<S: WeightSrc>(x: S, row: &Q2Row, h: usize, a: *const u8, acc: v128) -> v128 {
+    unsafe fn chunk(x: *const u8, row: &Q2Row, h: usize, a: *const u8, acc: v128) -> v128 {
         // Half h: bit pairs j of bytes 32h..32h+32 are elements 32j.. of the half.
-        let q0 = ld(x.at(16 + 32 * h));
-        let q1 = ld(x.at(32 + 32 * h));
+        let q0 = ld(x.add(16 + 32 * h));
+        let q1 = ld(x.add(32 + 32 * h));
         let m3 = u8x16_splat(3);
         let s = row.s[h & 1];
         let mut acc = acc;
@@ -221,10 +199,10 @@ impl KFormat for Q2K {
     }
 
     #[inline(always)]
-    unsafe fn term<S: WeightSrc>(x: S, y: *const u8, row: &Q2Row, isum: i32) -> f32 {
+    unsafe fn term(x: *const u8, y: *const u8, row: &Q2Row, isum: i32) -> f32 {
         let dy = q8_k::d(core::slice::from_raw_parts(y, 4));
-        let dall = dy * f16_at(x.at(80));
-        let dmin = dy * f16_at(x.at(82));
+        let dall = dy * f16_at(x.add(80));
+        let dmin = dy * f16_at(x.add(82));
         dall * isum as f32 - dmin * row.summs as f32
     }
 }
@@ -243,10 +221,10 @@ struct Q3Row {
 /// The sixteen signed scales of a Q3_K block (already minus 32) as i8 lanes.
 /// Safety: `s..s + 12` readable.
 #[inline(always)]
-unsafe fn q3k_scales<S: WeightSrc>(s: S) -> v128 {
+unsafe fn q3k_scales(s: *const u8) -> v128 {
     const K1: u32 = 0x0303_0303;
     const K2: u32 = 0x0f0f_0f0f;
-    let r = |k: usize| s.u32(4 * k);
+    let r = |k: usize| u32::from_le(core::ptr::read_unaligned(s.add(4 * k) as *const u32));
     let (a0, a1, t) = (r(0), r(1), r(2));
     let v = u32x4(
         (a0 & K2) | ((t & K1) << 4),
@@ -263,8 +241,8 @@ impl KFormat for Q3K {
     type Row = Q3Row;
 
     #[inline(always)]
-    unsafe fn prepare<S: WeightSrc>(x: S, y: *const u8) -> Q3Row {
-        let sc = q3k_scales(x.at(96));
+    unsafe fn prepare(x: *const u8, y: *const u8) -> Q3Row {
+        let sc = q3k_scales(x.add(96));
         let (lo, hi) = (i16x8_extend_low_i8x16(sc), i16x8_extend_high_i8x16(sc));
         Q3Row {
             s: [lo, hi],
@@ -273,12 +251,12 @@ impl KFormat for Q3K {
     }
 
     #[inline(always)]
-    unsafe fn chunk<S: WeightSrc>(x: S, row: &Q3Row, h: usize, a: *const u8, acc: v128) -> v128 {
+    unsafe fn chunk(x: *const u8, row: &Q3Row, h: usize, a: *const u8, acc: v128) -> v128 {
         // Half h: low bit pairs j of bytes 32 + 32h.., high bits 4h + j of `hmask`.
-        let q0 = ld(x.at(32 + 32 * h));
-        let q1 = ld(x.at(48 + 32 * h));
+        let q0 = ld(x.add(32 + 32 * h));
+        let q1 = ld(x.add(48 + 32 * h));
         let hb0 = u16x8_shr(ld(x), 4 * h as u32);
-        let hb1 = u16x8_shr(ld(x.at(16)), 4 * h as u32);
+        let hb1 = u16x8_shr(ld(x.add(16)), 4 * h as u32);
         let (m3, m4) = (u8x16_splat(3), u8x16_splat(4));
         let s = row.s[h & 1];
         let mut acc = acc;
@@ -312,10 +290,10 @@ impl KFormat for Q3K {
     }
 
     #[inline(always)]
-    unsafe fn term<S: WeightSrc>(x: S, y: *const u8, row: &Q3Row, isum: i32) -> f32 {
+    unsafe fn term(x: *const u8, y: *const u8, row: &Q3Row, isum: i32) -> f32 {
         // Codes are stored + 4: sum(sc * (c - 4) * y) = sum(sc * c * y) - 4 sum(sc * bsum).
         let isum = isum.wrapping_sub(row.offs.wrapping_mul(4));
-        f16_at(x.at(108)) * q8_k::d(core::slice::from_raw_parts(y, 4)) * isum as f32
+        f16_at(x.add(108)) * q8_k::d(core::slice::from_raw_parts(y, 4)) * isum as f32
     }
 }
 
@@ -326,11 +304,11 @@ impl KFormat for Q3K {
 /// as two vectors for groups 0..8 and 8..16) of a Q4_K/Q5_K block.
 /// Safety: `s..s + 12` readable.
 #[inline(always)]
-unsafe fn scales_mins_k4<S: WeightSrc>(s: S) -> (v128, v128, v128) {
+unsafe fn scales_mins_k4(s: *const u8) -> (v128, v128, v128) {
     const K1: u32 = 0x3f3f_3f3f;
     const K2: u32 = 0x0f0f_0f0f;
     const K3: u32 = 0x0303_0303;
-    let r = |k: usize| s.u32(4 * k);
+    let r = |k: usize| u32::from_le(core::ptr::read_unaligned(s.add(4 * k) as *const u32));
     let (u0, u1, u2) = (r(0), r(1), r(2));
     let v = u32x4(
         u0 & K1,
@@ -354,8 +332,8 @@ struct K4Row {
 }
 
 #[inline(always)]
-unsafe fn k4_prepare<S: WeightSrc>(x: S, y: *const u8) -> K4Row {
-    let (sc, mn_lo, mn_hi) = scales_mins_k4(x.at(4));
+unsafe fn k4_prepare(x: *const u8, y: *const u8) -> K4Row {
+    let (sc, mn_lo, mn_hi) = scales_mins_k4(x.add(4));
     K4Row {
         s: [
             sc,
@@ -369,9 +347,9 @@ unsafe fn k4_prepare<S: WeightSrc>(x: S, y: *const u8) -> K4Row {
 
 /// `d * dy * isum - dmin * dy * summins`, as the scalar Q4_K/Q5_K kernels.
 #[inline(always)]
-unsafe fn k4_term<S: WeightSrc>(x: S, y: *const u8, row: &K4Row, isum: i32) -> f32 {
+unsafe fn k4_term(x: *const u8, y: *const u8, row: &K4Row, isum: i32) -> f32 {
     let dy = q8_k::d(core::slice::from_raw_parts(y, 4));
-    f16_at(x) * dy * isum as f32 - f16_at(x.at(2)) * dy * row.summins as f32
+    f16_at(x) * dy * isum as f32 - f16_at(x.add(2)) * dy * row.summins as f32
 }
 
 /// `acc` plus the two scaled group dots of a chunk: `l0`/`l1` the codes of the low
@@ -401,14 +379,14 @@ impl KFormat for Q4K {
     type Row = K4Row;
 
     #[inline(always)]
-    unsafe fn prepare<S: WeightSrc>(x: S, y: *const u8) -> K4Row {
+    unsafe fn prepare(x: *const u8, y: *const u8) -> K4Row {
         k4_prepare(x, y)
     }
 
     #[inline(always)]
-    unsafe fn chunk<S: WeightSrc>(x: S, row: &K4Row, c: usize, a: *const u8, acc: v128) -> v128 {
-        let q0 = ld(x.at(16 + 32 * c));
-        let q1 = ld(x.at(32 + 32 * c));
+    unsafe fn chunk(x: *const u8, row: &K4Row, c: usize, a: *const u8, acc: v128) -> v128 {
+        let q0 = ld(x.add(16 + 32 * c));
+        let q1 = ld(x.add(32 + 32 * c));
         let m = u8x16_splat(0x0F);
         let (l0, l1) = (v128_and(q0, m), v128_and(q1, m));
         let (h0, h1) = (v128_and(u16x8_shr(q0, 4), m), v128_and(u16x8_shr(q1, 4), m));
@@ -416,7 +394,7 @@ impl KFormat for Q4K {
     }
 
     #[inline(always)]
-    unsafe fn term<S: WeightSrc>(x: S, y: *const u8, row: &K4Row, isum: i32) -> f32 {
+    unsafe fn term(x: *const u8, y: *const u8, row: &K4Row, isum: i32) -> f32 {
         k4_term(x, y, row, isum)
     }
 }
@@ -429,17 +407,17 @@ impl KFormat for Q5K {
     type Row = K4Row;
 
     #[inline(always)]
-    unsafe fn prepare<S: WeightSrc>(x: S, y: *const u8) -> K4Row {
+    unsafe fn prepare(x: *const u8, y: *const u8) -> K4Row {
         k4_prepare(x, y)
     }
 
     #[inline(always)]
-    unsafe fn chunk<S: WeightSrc>(x: S, row: &K4Row, c: usize, a: *const u8, acc: v128) -> v128 {
-        let q0 = ld(x.at(48 + 32 * c));
-        let q1 = ld(x.at(64 + 32 * c));
+    unsafe fn chunk(x: *const u8, row: &K4Row, c: usize, a: *const u8, acc: v128) -> v128 {
+        let q0 = ld(x.add(48 + 32 * c));
+        let q1 = ld(x.add(64 + 32 * c));
         // Bits 2c and 2c + 1 of each `qh` byte, moved to bits 0 and 1.
-        let qh0 = u16x8_shr(ld(x.at(16)), 2 * c as u32);
-        let qh1 = u16x8_shr(ld(x.at(32)), 2 * c as u32);
+        let qh0 = u16x8_shr(ld(x.add(16)), 2 * c as u32);
+        let qh1 = u16x8_shr(ld(x.add(32)), 2 * c as u32);
         let (m, b4) = (u8x16_splat(0x0F), u8x16_splat(0x10));
         let l0 = v128_or(v128_and(q0, m), v128_and(i16x8_shl(qh0, 4), b4));
         let l1 = v128_or(v128_and(q1, m), v128_and(i16x8_shl(qh1, 4), b4));
@@ -455,7 +433,7 @@ impl KFormat for Q5K {
     }
 
     #[inline(always)]
-    unsafe fn term<S: WeightSrc>(x: S, y: *const u8, row: &K4Row, isum: i32) -> f32 {
+    unsafe fn term(x: *const u8, y: *const u8, row: &K4Row, isum: i32) -> f32 {
         k4_term(x, y, row, isum)
     }
 }
@@ -477,8 +455,8 @@ impl KFormat for Q6K {
     type Row = Q6Row;
 
     #[inline(always)]
-    unsafe fn prepare<S: WeightSrc>(x: S, y: *const u8) -> Q6Row {
-        let sc = ld(x.at(192));
+    unsafe fn prepare(x: *const u8, y: *const u8) -> Q6Row {
+        let sc = ld(x.add(192));
         let (lo, hi) = (i16x8_extend_low_i8x16(sc), i16x8_extend_high_i8x16(sc));
         Q6Row {
             s: [lo, hi],
@@ -487,11 +465,11 @@ impl KFormat for Q6K {
     }
 
     #[inline(always)]
-    unsafe fn chunk<S: WeightSrc>(x: S, row: &Q6Row, h: usize, a: *const u8, acc: v128) -> v128 {
-        let ql = x.at(64 * h);
-        let qh = x.at(128 + 32 * h);
-        let (ql0, ql1, ql2, ql3) = (ld(ql), ld(ql.at(16)), ld(ql.at(32)), ld(ql.at(48)));
-        let (qh0, qh1) = (ld(qh), ld(qh.at(16)));
+    unsafe fn chunk(x: *const u8, row: &Q6Row, h: usize, a: *const u8, acc: v128) -> v128 {
+        let ql = x.add(64 * h);
+        let qh = x.add(128 + 32 * h);
+        let (ql0, ql1, ql2, ql3) = (ld(ql), ld(ql.add(16)), ld(ql.add(32)), ld(ql.add(48)));
+        let (qh0, qh1) = (ld(qh), ld(qh.add(16)));
         let (m4, m2, m2_2, m2_4) = (
             u8x16_splat(0x0F),
             u8x16_splat(0x03),
@@ -548,10 +526,10 @@ impl KFormat for Q6K {
     }
 
     #[inline(always)]
-    unsafe fn term<S: WeightSrc>(x: S, y: *const u8, row: &Q6Row, isum: i32) -> f32 {
+    unsafe fn term(x: *const u8, y: *const u8, row: &Q6Row, isum: i32) -> f32 {
         // Codes are stored + 32.
         let isum = isum.wrapping_sub(row.offs.wrapping_mul(32));
-        f16_at(x.at(208)) * q8_k::d(core::slice::from_raw_parts(y, 4)) * isum as f32
+        f16_at(x.add(208)) * q8_k::d(core::slice::from_raw_parts(y, 4)) * isum as f32
     }
 }
 
@@ -582,46 +560,38 @@ pub(crate) fn q6_k_q8_k(w: &[u8], a: &[u8], nb: usize) -> f32 {
     one::<Q6K>(w, a, nb)
 }
 
-/// All `out.len()` rows, `row_bytes` apart from `w` in any weight memory, `R` at a
-/// time (the remainder one by one); `false` (nothing written) for other formats.
-///
-/// Safety: the first `nb` blocks of every row are readable (memory 0), or loads past
-/// them trap (other memories).
-pub(crate) unsafe fn rows_from<S: WeightSrc>(
+/// Rows of `row_bytes` in `w`, `R` at a time, for the K-quant formats; returns how many
+/// rows of `out` were written (a multiple of `R`), 0 for other formats.
+pub(crate) fn rows(
     ty: GgmlType,
-    w: S,
+    w: &[u8],
     row_bytes: usize,
     a: &[u8],
     nb: usize,
     out: &mut [f32],
-) -> bool {
-    unsafe fn go<F: KFormat, S: WeightSrc, const R: usize>(
-        w: S,
+) -> usize {
+    fn go<F: KFormat, const R: usize>(
+        w: &[u8],
         rb: usize,
         a: &[u8],
         nb: usize,
         out: &mut [f32],
-    ) -> bool {
+    ) -> usize {
         let n = out.len() / R * R;
-        let total = out.len() * rb;
-        for (i, o) in out[..n].chunks_exact_mut(R).enumerate() {
-            let at = i * R * rb;
-            kernel::<F, S, R>(w.at(at), rb, total - at, a, nb, o);
+        for (o, wr) in out[..n].chunks_exact_mut(R).zip(w.chunks(R * rb)) {
+            kernel::<F, R>(wr, rb, a, nb, o);
         }
-        for r in n..out.len() {
-            kernel::<F, S, 1>(w.at(r * rb), rb, total - r * rb, a, nb, &mut out[r..]);
-        }
-        true
+        n
     }
     match ty {
         // Two rows at a time where measured faster; Q3_K and Q6_K, with more weight
         // vectors per chunk, run out of registers with two.
-        GgmlType::Q2K => go::<Q2K, S, 2>(w, row_bytes, a, nb, out),
-        GgmlType::Q3K => go::<Q3K, S, 1>(w, row_bytes, a, nb, out),
-        GgmlType::Q4K => go::<Q4K, S, 2>(w, row_bytes, a, nb, out),
-        GgmlType::Q5K => go::<Q5K, S, 2>(w, row_bytes, a, nb, out),
-        GgmlType::Q6K => go::<Q6K, S, 1>(w, row_bytes, a, nb, out),
-        _ => false,
+        GgmlType::Q2K => go::<Q2K, 2>(w, row_bytes, a, nb, out),
+        GgmlType::Q3K => go::<Q3K, 1>(w, row_bytes, a, nb, out),
+        GgmlType::Q4K => go::<Q4K, 2>(w, row_bytes, a, nb, out),
+        GgmlType::Q5K => go::<Q5K, 2>(w, row_bytes, a, nb, out),
+        GgmlType::Q6K => go::<Q6K, 1>(w, row_bytes, a, nb, out),
+        _ => 0,
     }
 }
 
@@ -639,10 +609,10 @@ pub(crate) fn q8_k_q8_k(w: &[u8], a: &[u8], nb: usize) -> f32 {
             let mut acc0 = zero();
             let mut acc1 = zero();
             for k in 0..opaque(QK_K / 32) {
-                acc0 = i32x4_add(acc0, dot4_i8_i8(ld(x.at(32 * k)), ld(y.add(32 * k))));
+                acc0 = i32x4_add(acc0, dot4_i8_i8(ld(x.add(32 * k)), ld(y.add(32 * k))));
                 acc1 = i32x4_add(
                     acc1,
-                    dot4_i8_i8(ld(x.at(32 * k + 16)), ld(y.add(32 * k + 16))),
+                    dot4_i8_i8(ld(x.add(32 * k + 16)), ld(y.add(32 * k + 16))),
                 );
             }
             hsum(i32x4_add(acc0, acc1))

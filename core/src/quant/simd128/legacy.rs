@@ -19,7 +19,6 @@ use core::arch::wasm32::*;
 
 use super::super::{q4_0, q4_1, q5_0, q5_1, q8_0, q8_1, rd_f16};
 use super::prim::*;
-use super::weight_src::WeightSrc;
 
 // ---------------------------------------------------------------- fused multiply-add
 
@@ -112,10 +111,10 @@ fn hsum8(lo: v128, hi: v128) -> f32 {
     f32x4_extract_lane::<0>(s) + f32x4_extract_lane::<1>(s)
 }
 
-/// Low and high nibbles of the 16 bytes at `p + off`. Safety: they are readable.
+/// Low and high nibbles of the 16 bytes at `p`. Safety: `p..p + 16` readable.
 #[inline(always)]
-unsafe fn nibbles<S: WeightSrc>(p: S, off: usize) -> (v128, v128) {
-    let q = p.v128(off);
+unsafe fn nibbles(p: *const u8) -> (v128, v128) {
+    let q = ld(p);
     let m = u8x16_splat(0x0F);
     (v128_and(q, m), v128_and(u16x8_shr(q, 4), m))
 }
@@ -138,12 +137,12 @@ fn dot_offset<const OFF: i8>(c: v128, a: v128) -> v128 {
     }
 }
 
-/// The 32 five-bit codes of a Q5 block at `x`: low nibbles at offset `qs`, fifth bits
-/// in the little-endian u32 at offset `qh`. Safety: both readable.
+/// The 32 five-bit codes of a Q5 block: low nibbles at `qs`, fifth bits in the
+/// little-endian u32 at `qh`. Safety: both readable.
 #[inline(always)]
-unsafe fn codes5<S: WeightSrc>(x: S, qs: usize, qh: usize) -> (v128, v128) {
-    let (lo, hi) = nibbles(x, qs);
-    let h = u32x4_splat(x.u32(qh));
+unsafe fn codes5(qs: *const u8, qh: *const u8) -> (v128, v128) {
+    let (lo, hi) = nibbles(qs);
+    let h = v128_load32_splat(qh as *const u32);
     (v128_or(lo, fifth_bits(h, 0)), v128_or(hi, fifth_bits(h, 1)))
 }
 
@@ -163,7 +162,7 @@ trait Format {
     /// Unpacks the codes of the weight block at `x`.
     ///
     /// Safety: `x` points to a whole weight block.
-    unsafe fn codes<S: WeightSrc>(x: S) -> Self::Codes;
+    unsafe fn codes(x: *const u8) -> Self::Codes;
     /// The eight integer lane sums (elements `4j..4j+4`) of a block's codes against
     /// the activation codes `a0` (elements 0..16) and `a1` (16..32).
     fn dot(c: Self::Codes, a0: v128, a1: v128) -> (v128, v128);
@@ -171,7 +170,7 @@ trait Format {
     ///
     /// Safety: `x` points to a whole weight block.
     #[inline(always)]
-    unsafe fn sums<S: WeightSrc>(x: S, a0: v128, a1: v128) -> (v128, v128) {
+    unsafe fn sums(x: *const u8, a0: v128, a1: v128) -> (v128, v128) {
         Self::dot(Self::codes(x), a0, a1)
     }
 }
@@ -189,8 +188,8 @@ impl Format for Q4_0 {
     const MINS: bool = false;
     type Codes = (v128, v128);
     #[inline(always)]
-    unsafe fn codes<S: WeightSrc>(x: S) -> Self::Codes {
-        nibbles(x, 2)
+    unsafe fn codes(x: *const u8) -> Self::Codes {
+        nibbles(x.add(2))
     }
     #[inline(always)]
     fn dot((lo, hi): Self::Codes, a0: v128, a1: v128) -> (v128, v128) {
@@ -205,8 +204,8 @@ impl Format for Q4_1 {
     const MINS: bool = true;
     type Codes = (v128, v128);
     #[inline(always)]
-    unsafe fn codes<S: WeightSrc>(x: S) -> Self::Codes {
-        nibbles(x, 4)
+    unsafe fn codes(x: *const u8) -> Self::Codes {
+        nibbles(x.add(4))
     }
     #[inline(always)]
     fn dot((lo, hi): Self::Codes, a0: v128, a1: v128) -> (v128, v128) {
@@ -221,8 +220,8 @@ impl Format for Q5_0 {
     const MINS: bool = false;
     type Codes = (v128, v128);
     #[inline(always)]
-    unsafe fn codes<S: WeightSrc>(x: S) -> Self::Codes {
-        codes5(x, 6, 2)
+    unsafe fn codes(x: *const u8) -> Self::Codes {
+        codes5(x.add(6), x.add(2))
     }
     #[inline(always)]
     fn dot((lo, hi): Self::Codes, a0: v128, a1: v128) -> (v128, v128) {
@@ -237,8 +236,8 @@ impl Format for Q5_1 {
     const MINS: bool = true;
     type Codes = (v128, v128);
     #[inline(always)]
-    unsafe fn codes<S: WeightSrc>(x: S) -> Self::Codes {
-        codes5(x, 8, 4)
+    unsafe fn codes(x: *const u8) -> Self::Codes {
+        codes5(x.add(8), x.add(4))
     }
     #[inline(always)]
     fn dot((lo, hi): Self::Codes, a0: v128, a1: v128) -> (v128, v128) {
@@ -254,8 +253,8 @@ impl Format for Q8_0 {
     /// The even and odd bytes of each half, sign-extended to i16 lanes.
     type Codes = [v128; 4];
     #[inline(always)]
-    unsafe fn codes<S: WeightSrc>(x: S) -> Self::Codes {
-        let (c0, c1) = (x.v128(2), x.v128(18));
+    unsafe fn codes(x: *const u8) -> Self::Codes {
+        let (c0, c1) = (ld(x.add(2)), ld(x.add(18)));
         [
             i16x8_shr(i16x8_shl(c0, 8), 8),
             i16x8_shr(c0, 8),
@@ -278,22 +277,23 @@ impl Format for Q8_0 {
 /// The f16 at `p + k * stride` (`k` in 0..4) widened to f32 lanes, and the lanes (u16 mask)
 /// holding an infinity or a NaN. Safety: the 4 fields must be readable.
 #[inline(always)]
-unsafe fn f16x4<S: WeightSrc>(p: S, stride: usize) -> (v128, v128) {
-    let v = u16x8_replace_lane::<0>(zero(), p.u16(0));
-    let v = u16x8_replace_lane::<1>(v, p.u16(stride));
-    let v = u16x8_replace_lane::<2>(v, p.u16(2 * stride));
-    let v = u16x8_replace_lane::<3>(v, p.u16(3 * stride));
+unsafe fn f16x4(p: *const u8, stride: usize) -> (v128, v128) {
+    let v = u16x8_replace_lane::<0>(zero(), ld_u16(p));
+    let v = u16x8_replace_lane::<1>(v, ld_u16(p.add(stride)));
+    let v = u16x8_replace_lane::<2>(v, ld_u16(p.add(2 * stride)));
+    let v = u16x8_replace_lane::<3>(v, ld_u16(p.add(3 * stride)));
     (f16_even_to_f32(u32x4_extend_low_u16x8(v)), f16x8_special(v))
 }
 
 /// The scales of an activation row's blocks as `f32`, converted once for all the
-/// weight rows the row meets: `d[k]` and (`MINS` formats, Q8_1) `s[k]`.
+/// weight rows the row meets (not once per pair of rows): `d[k]` and (`MINS` formats,
+/// Q8_1) `s[k]`.
 struct ActScales {
     d: Scales,
     s: Scales,
 }
 
-/// `f32` values, inline up to [`Scales::INLINE`] (one row's dot allocates nothing).
+/// `f32` values, inline up to [`Scales::INLINE`] (a one-row dot allocates nothing).
 enum Scales {
     Inline([f32; Scales::INLINE], usize),
     Heap(Vec<f32>),
@@ -336,14 +336,15 @@ impl ActScales {
 }
 
 /// The scales of four consecutive blocks of `R` weight rows (`x[r]`) combined with the
-/// activations' (`dy`, `sy`, four lanes from block `k`): `d[r] = dx * dy` and (`MINS`)
-/// `ms[r] = mx * sy`, lane `k` for block `k`, as the reference's `f32` products.
+/// activations' (`dy`, `sy`: four values from block `k`): `d[r] = dx * dy` and
+/// (`MINS`) `ms[r] = mx * sy`, lane `k` for block `k`, as the reference's `f32`
+/// products.
 ///
-/// Safety: the four blocks of every row must be readable, `dy`/`sy` hold four values
-/// (`sy` only for `MINS`).
+/// Safety: the four blocks of every row must be readable, `dy` (and for `MINS`, `sy`)
+/// hold four values.
 #[inline(always)]
-unsafe fn scales4<F: Format, S: WeightSrc, const R: usize>(
-    x: &[S; R],
+unsafe fn scales4<F: Format, const R: usize>(
+    x: &[*const u8; R],
     dy: *const f32,
     sy: *const f32,
 ) -> ([v128; R], [v128; R]) {
@@ -367,7 +368,7 @@ unsafe fn scales4<F: Format, S: WeightSrc, const R: usize>(
         }
     }
     if v128_any_true(special) {
-        return scales4_special::<F, S, R>(x, dy, sy);
+        return scales4_special::<F, R>(x, dy, sy);
     }
     (d, ms)
 }
@@ -375,19 +376,19 @@ unsafe fn scales4<F: Format, S: WeightSrc, const R: usize>(
 /// [`scales4`] through the scalar (exact for every f16) conversion.
 #[cold]
 #[inline(never)]
-unsafe fn scales4_special<F: Format, S: WeightSrc, const R: usize>(
-    x: &[S; R],
+unsafe fn scales4_special<F: Format, const R: usize>(
+    x: &[*const u8; R],
     dy: *const f32,
     sy: *const f32,
 ) -> ([v128; R], [v128; R]) {
-    let fw = |p: S, off: usize| super::super::f16_to_f32(p.u16(off));
+    let f = |p: *const u8| super::super::f16_to_f32(ld_u16(p));
     let lanes = |g: &dyn Fn(usize) -> f32| f32x4(g(0), g(1), g(2), g(3));
     let mut d = [zero(); R];
     let mut ms = [zero(); R];
     for r in 0..R {
-        d[r] = lanes(&|k| fw(x[r], k * F::WB) * *dy.add(k));
+        d[r] = lanes(&|k| f(x[r].add(k * F::WB)) * *dy.add(k));
         if F::MINS {
-            ms[r] = lanes(&|k| fw(x[r], k * F::WB + 2) * *sy.add(k));
+            ms[r] = lanes(&|k| f(x[r].add(k * F::WB + 2)) * *sy.add(k));
         }
     }
     (d, ms)
@@ -396,10 +397,10 @@ unsafe fn scales4_special<F: Format, S: WeightSrc, const R: usize>(
 /// The `d = dx * dy` of blocks `c0..c0+cn` (`cn <= CHUNK`) of `R` rows into `dbuf`, and
 /// (`MINS`) the `mx * sy` terms added to `summs` in block order.
 ///
-/// Safety: those blocks of every row (`x0`) are readable, `ay` has them.
+/// Safety: those blocks of every row (`x0`) are readable; `ay` has them.
 #[inline(never)]
-unsafe fn scales_pass<F: Format, S: WeightSrc, const R: usize>(
-    x0: &[S; R],
+unsafe fn scales_pass<F: Format, const R: usize>(
+    x0: &[*const u8; R],
     ay: &ActScales,
     c0: usize,
     cn: usize,
@@ -410,8 +411,8 @@ unsafe fn scales_pass<F: Format, S: WeightSrc, const R: usize>(
     let (dy, sy) = (ay.d.as_ptr().add(c0), ay.s.as_ptr().wrapping_add(c0));
     let mut k = 0;
     while k + 4 <= cn {
-        let x: [S; R] = core::array::from_fn(|r| x0[r].at((c0 + k) * F::WB));
-        let (d, ms) = scales4::<F, S, R>(&x, dy.add(k), sy.wrapping_add(k));
+        let x: [*const u8; R] = core::array::from_fn(|r| x0[r].add((c0 + k) * F::WB));
+        let (d, ms) = scales4::<F, R>(&x, dy.add(k), sy.wrapping_add(k));
         for r in 0..R {
             v128_store(dbuf[r][k..k + 4].as_mut_ptr() as *mut v128, d[r]);
             if F::MINS {
@@ -420,13 +421,13 @@ unsafe fn scales_pass<F: Format, S: WeightSrc, const R: usize>(
         }
         k += 4;
     }
-    let fw = |p: S, off: usize| super::super::f16_to_f32(p.u16(off));
+    let f = |p: *const u8| super::super::f16_to_f32(ld_u16(p));
     while k < cn {
         for r in 0..R {
-            let x = x0[r].at((c0 + k) * F::WB);
-            dbuf[r][k] = fw(x, 0) * *dy.add(k);
+            let x = x0[r].add((c0 + k) * F::WB);
+            dbuf[r][k] = f(x) * *dy.add(k);
             if F::MINS {
-                summs[r] += fw(x, 2) * *sy.add(k);
+                summs[r] += f(x.add(2)) * *sy.add(k);
             }
         }
         k += 1;
@@ -438,8 +439,8 @@ unsafe fn scales_pass<F: Format, S: WeightSrc, const R: usize>(
 ///
 /// Safety: those blocks of every row (`x0`) and of the activations (`ap`) are readable.
 #[inline(never)]
-unsafe fn dot_pass<F: Format, S: WeightSrc, const FUSED: bool, const R: usize>(
-    x0: &[S; R],
+unsafe fn dot_pass<F: Format, const FUSED: bool, const R: usize>(
+    x0: &[*const u8; R],
     ap: *const u8,
     c0: usize,
     cn: usize,
@@ -453,7 +454,7 @@ unsafe fn dot_pass<F: Format, S: WeightSrc, const FUSED: bool, const R: usize>(
         let y = ap.add((c0 + k) * F::AB + F::A_QS);
         let (a0, a1) = (ld(y), ld(y.add(16)));
         for r in 0..R {
-            let (s0, s1) = F::sums(x0[r].at((c0 + k) * F::WB), a0, a1);
+            let (s0, s1) = F::sums(x0[r].add((c0 + k) * F::WB), a0, a1);
             let d = f32x4_splat(dbuf[r][k]);
             l[r] = fma::<FUSED>(d, s0, l[r]);
             h[r] = fma::<FUSED>(d, s1, h[r]);
@@ -466,22 +467,21 @@ unsafe fn dot_pass<F: Format, S: WeightSrc, const FUSED: bool, const R: usize>(
 /// Blocks per chunk of [`kernel`].
 const CHUNK: usize = 64;
 
-/// `out[r] = dot(row r, activations)` for `R` weight rows `row_bytes` apart from `w`,
+/// `out[r] = dot(row r, activations)` for `R` weight rows `row_bytes` apart in `w`,
 /// `nb` blocks each, in the reference's order.
-///
-/// Safety: the first `nb` blocks of the `R` rows are readable.
 #[inline(always)]
-unsafe fn kernel<F: Format, S: WeightSrc, const FUSED: bool, const R: usize>(
-    w: S,
+fn kernel<F: Format, const FUSED: bool, const R: usize>(
+    w: &[u8],
     row_bytes: usize,
     a: &[u8],
     ay: &ActScales,
     nb: usize,
     out: &mut [f32],
 ) {
-    // Every activation pointer below stays inside the first `nb` blocks of `a`.
+    // Every pointer below stays inside the first `nb` blocks of each row and of `a`.
     assert!(row_bytes >= nb * F::WB && a.len() >= nb * F::AB && out.len() >= R);
-    let x0: [S; R] = core::array::from_fn(|r| w.at(r * row_bytes));
+    assert!(w.len() >= (R - 1) * row_bytes + nb * F::WB);
+    let x0: [*const u8; R] = core::array::from_fn(|r| w[r * row_bytes..].as_ptr());
     let ap = a.as_ptr();
     let mut lo = [zero(); R];
     let mut hi = [zero(); R];
@@ -493,11 +493,11 @@ unsafe fn kernel<F: Format, S: WeightSrc, const FUSED: bool, const R: usize>(
     let mut c0 = 0;
     while c0 < nb {
         let cn = CHUNK.min(nb - c0);
-        // SAFETY: the blocks c0..c0+cn of every row (the caller's promise) and of `a`
-        // (checked above) are in bounds.
+        // SAFETY: the blocks c0..c0+cn of every row and of `a` are in bounds (checked
+        // above).
         unsafe {
-            scales_pass::<F, S, R>(&x0, ay, c0, cn, &mut dbuf, &mut summs);
-            dot_pass::<F, S, FUSED, R>(&x0, ap, c0, cn, &dbuf, &mut lo, &mut hi);
+            scales_pass::<F, R>(&x0, ay, c0, cn, &mut dbuf, &mut summs);
+            dot_pass::<F, FUSED, R>(&x0, ap, c0, cn, &dbuf, &mut lo, &mut hi);
         }
         c0 += cn;
     }
@@ -511,11 +511,9 @@ unsafe fn kernel<F: Format, S: WeightSrc, const FUSED: bool, const R: usize>(
 }
 
 /// [`kernel`] with the fused multiply-add if the engine has one.
-///
-/// Safety: as [`kernel`].
 #[inline(always)]
-unsafe fn run<F: Format, S: WeightSrc, const R: usize>(
-    w: S,
+fn run<F: Format, const R: usize>(
+    w: &[u8],
     row_bytes: usize,
     a: &[u8],
     ay: &ActScales,
@@ -524,24 +522,9 @@ unsafe fn run<F: Format, S: WeightSrc, const R: usize>(
 ) {
     #[cfg(target_feature = "relaxed-simd")]
     if madd_is_fused() {
-        return kernel::<F, S, true, R>(w, row_bytes, a, ay, nb, out);
+        return kernel::<F, true, R>(w, row_bytes, a, ay, nb, out);
     }
-    kernel::<F, S, false, R>(w, row_bytes, a, ay, nb, out)
-}
-
-/// [`run`] on weight rows in memory 0, bounds checked.
-#[inline(always)]
-fn run_slice<F: Format, const R: usize>(
-    w: &[u8],
-    row_bytes: usize,
-    a: &[u8],
-    ay: &ActScales,
-    nb: usize,
-    out: &mut [f32],
-) {
-    assert!(row_bytes >= nb * F::WB && w.len() >= (R - 1) * row_bytes + nb * F::WB);
-    // SAFETY: the R rows' first nb blocks are inside `w` (checked above).
-    unsafe { run::<F, *const u8, R>(w.as_ptr(), row_bytes, a, ay, nb, out) }
+    kernel::<F, false, R>(w, row_bytes, a, ay, nb, out)
 }
 
 /// The fused multiply-adds of blocks `c0..c0+cn` of `R` weight rows (`x0`) against `T`
@@ -609,7 +592,7 @@ fn kernel_tiles<F: Format, const FUSED: bool, const R: usize, const T: usize>(
         // (checked above).
         unsafe {
             for t in 0..T {
-                scales_pass::<F, _, R>(&x0, &ay[t], c0, cn, &mut dbuf[t], &mut summs[t]);
+                scales_pass::<F, R>(&x0, &ay[t], c0, cn, &mut dbuf[t], &mut summs[t]);
             }
             dot_pass_tiles::<F, FUSED, R, T>(&x0, &ap, c0, cn, &dbuf, &mut lo, &mut hi);
         }
@@ -717,7 +700,7 @@ pub(crate) fn token_tiles(
 #[inline(always)]
 fn one<F: Format>(w: &[u8], a: &[u8], nb: usize) -> f32 {
     let mut out = [0f32];
-    run_slice::<F, 1>(w, nb * F::WB, a, &ActScales::new::<F>(a, nb), nb, &mut out);
+    run::<F, 1>(w, nb * F::WB, a, &ActScales::new::<F>(a, nb), nb, &mut out);
     out[0]
 }
 
@@ -746,49 +729,34 @@ pub(crate) fn q8_0_q8_0(w: &[u8], a: &[u8], nb: usize) -> f32 {
     one::<Q8_0>(w, a, nb)
 }
 
-/// Weight rows per call of the multi-row kernels: two share each activation load and
-/// scale conversion (four measured no faster).
-const ROWS: usize = 2;
-
-/// [`rows`] for all `out.len()` rows, `row_bytes` apart from `w` in any weight memory
-/// (the last odd row alone); `false` (nothing written) for formats this module does not
-/// handle.
-///
-/// Safety: the first `nb` blocks of every row are readable (memory 0), or loads past
-/// them trap (other memories).
-pub(crate) unsafe fn rows_from<S: WeightSrc>(
+/// Rows of `row_bytes` in `w`, `ROWS` at a time, for the formats with a multi-row
+/// kernel; returns how many rows of `out` were written (a multiple of `ROWS`), 0 for
+/// other formats.
+pub(crate) fn rows(
     ty: super::super::GgmlType,
-    w: S,
+    w: &[u8],
     row_bytes: usize,
     a: &[u8],
     nb: usize,
     out: &mut [f32],
-) -> bool {
+) -> usize {
     use super::super::GgmlType as T;
-    unsafe fn go<F: Format, S: WeightSrc>(
-        w: S,
-        rb: usize,
-        a: &[u8],
-        nb: usize,
-        out: &mut [f32],
-    ) -> bool {
+    const ROWS: usize = 2;
+    fn go<F: Format>(w: &[u8], rb: usize, a: &[u8], nb: usize, out: &mut [f32]) -> usize {
         let n = out.len() / ROWS * ROWS;
         let ay = ActScales::new::<F>(a, nb);
-        for (i, o) in out[..n].chunks_exact_mut(ROWS).enumerate() {
-            run::<F, S, ROWS>(w.at(i * ROWS * rb), rb, a, &ay, nb, o);
+        for (o, wr) in out[..n].chunks_exact_mut(ROWS).zip(w.chunks(ROWS * rb)) {
+            run::<F, ROWS>(wr, rb, a, &ay, nb, o);
         }
-        if n < out.len() {
-            run::<F, S, 1>(w.at(n * rb), rb, a, &ay, nb, &mut out[n..]);
-        }
-        true
+        n
     }
     match ty {
-        T::Q4_0 => go::<Q4_0, S>(w, row_bytes, a, nb, out),
-        T::Q4_1 => go::<Q4_1, S>(w, row_bytes, a, nb, out),
-        T::Q5_0 => go::<Q5_0, S>(w, row_bytes, a, nb, out),
-        T::Q5_1 => go::<Q5_1, S>(w, row_bytes, a, nb, out),
-        T::Q8_0 => go::<Q8_0, S>(w, row_bytes, a, nb, out),
-        _ => false,
+        T::Q4_0 => go::<Q4_0>(w, row_bytes, a, nb, out),
+        T::Q4_1 => go::<Q4_1>(w, row_bytes, a, nb, out),
+        T::Q5_0 => go::<Q5_0>(w, row_bytes, a, nb, out),
+        T::Q5_1 => go::<Q5_1>(w, row_bytes, a, nb, out),
+        T::Q8_0 => go::<Q8_0>(w, row_bytes, a, nb, out),
+        _ => 0,
     }
 }
 

@@ -42,11 +42,6 @@ mod kquants;
 mod legacy;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod prim;
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-mod weight_src;
-
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-pub use weight_src::WeightSrc;
 
 #[cfg(all(
     target_arch = "wasm32",
@@ -181,32 +176,6 @@ pub fn vec_dot_rows(
     Ok(())
 }
 
-/// [`vec_dot_rows`] on the `out.len()` weight rows at `w` in any weight memory, read
-/// in place: how the component decodes straight from its weights memory. Returns
-/// `Ok(false)`, having written nothing, for the formats whose kernels only read
-/// memory 0 (the caller copies their rows into scratch and calls [`vec_dot_rows`]).
-///
-/// # Safety
-/// The `out.len()` rows of `n` elements of type `ty` at `w` must be readable (memory-0
-/// pointers); other memories' loads trap when out of range.
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-pub unsafe fn vec_dot_rows_from<S: WeightSrc>(
-    ty: GgmlType,
-    w: S,
-    act: &[u8],
-    n: usize,
-    out: &mut [f32],
-) -> Result<bool, QuantError> {
-    check_bytes(vec_dot_type(ty), n, act.len())?;
-    let row = super::row_bytes(ty, n)?;
-    if row == 0 {
-        out.fill(0.0);
-        return Ok(true);
-    }
-    let nb = n / ty.block_size();
-    Ok(legacy::rows_from(ty, w, row, act, nb, out) || kquants::rows_from(ty, w, row, act, nb, out))
-}
-
 /// Dots each of the `acts.len() / act_row` activation rows (`n` elements in
 /// [`vec_dot_type`]`(ty)`, back to back in `acts`) with each of the `rows` weight rows
 /// of `w`: `out[t * out_stride + r] = vec_dot(ty, row r, activation row t, n)`, bit for
@@ -272,17 +241,9 @@ pub fn vec_dot_tokens(
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 fn multi_rows(ty: GgmlType, w: &[u8], act: &[u8], nb: usize, row: usize, out: &mut [f32]) -> usize {
     match ty {
-        // SAFETY: `w` holds the `out.len()` rows (checked by the callers).
         GgmlType::Q2K | GgmlType::Q3K | GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K => {
-            match unsafe { kquants::rows_from(ty, w.as_ptr(), row, act, nb, out) } {
-                true => out.len(),
-                false => 0,
-            }
+            kquants::rows(ty, w, row, act, nb, out)
         }
-        // SAFETY: as above.
-        _ => match unsafe { legacy::rows_from(ty, w.as_ptr(), row, act, nb, out) } {
-            true => out.len(),
-            false => 0,
-        },
+        _ => legacy::rows(ty, w, row, act, nb, out),
     }
 }

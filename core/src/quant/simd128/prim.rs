@@ -5,19 +5,16 @@
 
 use core::arch::wasm32::*;
 
-use super::weight_src::WeightSrc;
-
-/// Unaligned 16-byte load (from memory 0 or a weight memory). Safety: `p..p + 16`
-/// must be readable.
+/// Unaligned 16-byte load. Safety: `p..p + 16` must be readable.
 #[inline(always)]
-pub(super) unsafe fn ld<S: WeightSrc>(p: S) -> v128 {
-    p.v128(0)
+pub(super) unsafe fn ld(p: *const u8) -> v128 {
+    v128_load(p as *const v128)
 }
 
 /// Little-endian u16 at `p`. Safety: `p..p + 2` must be readable.
 #[inline(always)]
-pub(super) unsafe fn ld_u16<S: WeightSrc>(p: S) -> u16 {
-    p.u16(0)
+pub(super) unsafe fn ld_u16(p: *const u8) -> u16 {
+    u16::from_le(core::ptr::read_unaligned(p as *const u16))
 }
 
 #[inline(always)]
@@ -228,13 +225,9 @@ pub(super) unsafe fn gather_pairs_u16<const XS: usize, const YS: usize>(
 /// The u32 at `p + k * stride` in lane `k` (0..4). Safety: the 16 bytes must be
 /// readable.
 #[inline(always)]
-pub(super) unsafe fn gather_u32<S: WeightSrc>(p: S, stride: usize) -> v128 {
-    u32x4(
-        p.u32(0),
-        p.u32(stride),
-        p.u32(2 * stride),
-        p.u32(3 * stride),
-    )
+pub(super) unsafe fn gather_u32(p: *const u8, stride: usize) -> v128 {
+    let r = |k: usize| u32::from_le(core::ptr::read_unaligned(p.add(k * stride) as *const u32));
+    u32x4(r(0), r(1), r(2), r(3))
 }
 
 /// The four f32 lanes added to `sum` one after the other (lane 0 first), as a scalar
