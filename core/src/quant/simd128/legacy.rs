@@ -302,11 +302,19 @@ enum Scales {
 impl Scales {
     const INLINE: usize = 64;
 
-    fn new(n: usize, f: impl Fn(usize) -> f32) -> Self {
+    /// `n` zeros.
+    fn zeros(n: usize) -> Self {
         if n <= Self::INLINE {
-            Self::Inline(core::array::from_fn(|k| if k < n { f(k) } else { 0.0 }), n)
+            Self::Inline([0.0; Self::INLINE], n)
         } else {
-            Self::Heap((0..n).map(f).collect())
+            Self::Heap(vec![0.0; n])
+        }
+    }
+
+    fn as_mut(&mut self) -> &mut [f32] {
+        match self {
+            Self::Inline(v, n) => &mut v[..*n],
+            Self::Heap(v) => v,
         }
     }
 }
@@ -324,13 +332,54 @@ impl core::ops::Deref for Scales {
 impl ActScales {
     /// The scales of the first `nb` blocks of the activation row `a` (whole blocks).
     fn new<F: Format>(a: &[u8], nb: usize) -> Self {
-        let f = |k: usize, off: usize| {
-            let b = &a[k * F::AB + off..];
-            super::super::f16_to_f32(u16::from_le_bytes([b[0], b[1]]))
+        let mut d = Scales::zeros(nb);
+        let mut sy = Scales::zeros(if F::MINS { nb } else { 0 });
+        f16_scales(a, F::AB, nb, d.as_mut(), sy.as_mut());
+        Self { d, s: sy }
+    }
+}
+
+/// The f16 at offset 0 of each of the `d.len()` blocks `stride` bytes apart in
+/// `blocks`, widened exactly into `d`, and when `m` is not empty the f16 at offset 2
+/// into `m`: four blocks at a time, the scalar conversion for blocks with an infinite
+/// or NaN scale and for the last `len % 4`.
+fn f16_scales(blocks: &[u8], stride: usize, nb: usize, d: &mut [f32], m: &mut [f32]) {
+    let pair = !m.is_empty();
+    assert!(d.len() == nb && (!pair || m.len() == nb));
+    assert!(nb == 0 || blocks.len() >= (nb - 1) * stride + 4);
+    let f = |b: &[u8]| super::super::f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
+    let mut k = 0;
+    while k + 4 <= nb {
+        // SAFETY: the first four bytes of blocks k..k+4 are inside `blocks` (checked
+        // above).
+        let v = unsafe { gather_u32(blocks.as_ptr().add(k * stride), stride) };
+        let special = if pair {
+            f16x8_special(v)
+        } else {
+            f16x8_special(v128_and(v, u32x4_splat(0xFFFF)))
         };
-        Self {
-            d: Scales::new(nb, |k| f(k, 0)),
-            s: Scales::new(if F::MINS { nb } else { 0 }, |k| f(k, 2)),
+        if v128_any_true(special) {
+            for j in k..k + 4 {
+                d[j] = f(&blocks[j * stride..]);
+                if pair {
+                    m[j] = f(&blocks[j * stride + 2..]);
+                }
+            }
+        } else {
+            // SAFETY: k + 4 <= nb, the length of `d` (and of `m`).
+            unsafe {
+                v128_store(d.as_mut_ptr().add(k) as *mut v128, f16_even_to_f32(v));
+                if pair {
+                    v128_store(m.as_mut_ptr().add(k) as *mut v128, f16_odd_to_f32(v));
+                }
+            }
+        }
+        k += 4;
+    }
+    for j in k..nb {
+        d[j] = f(&blocks[j * stride..]);
+        if pair {
+            m[j] = f(&blocks[j * stride + 2..]);
         }
     }
 }
@@ -527,6 +576,98 @@ fn run<F: Format, const R: usize>(
     kernel::<F, false, R>(w, row_bytes, a, ay, nb, out)
 }
 
+/// The block scales of a chunk of weight rows as `f32` (`d`, and `m` for `MINS`
+/// formats; row `r`'s at `r * nb..`), converted once for every activation row that
+/// meets the chunk: prefill reuses each chunk for all its tokens.
+struct WeightScales {
+    nb: usize,
+    d: Vec<f32>,
+    m: Vec<f32>,
+}
+
+impl WeightScales {
+    /// The scales of the first `nb` blocks of the `rows` rows `rb` bytes apart in `w`.
+    fn new<F: Format>(w: &[u8], rb: usize, rows: usize, nb: usize) -> Self {
+        let mut d = vec![0f32; rows * nb];
+        let mut m = vec![0f32; if F::MINS { rows * nb } else { 0 }];
+        for r in 0..rows {
+            let m = if F::MINS {
+                &mut m[r * nb..][..nb]
+            } else {
+                &mut [][..]
+            };
+            f16_scales(&w[r * rb..], F::WB, nb, &mut d[r * nb..][..nb], m);
+        }
+        Self { nb, d, m }
+    }
+
+    /// Row `r`'s `d` and `m` (empty for formats without minimums).
+    fn row(&self, r: usize) -> (&[f32], &[f32]) {
+        let m = if self.m.is_empty() {
+            &[][..]
+        } else {
+            &self.m[r * self.nb..][..self.nb]
+        };
+        (&self.d[r * self.nb..][..self.nb], m)
+    }
+}
+
+/// [`scales_pass`] for `T` activation rows from converted weight scales (`wd[r]`,
+/// `wm[r]`, blocks `c0..c0+cn` of row `r`): the same `f32` products, the `mx * sy`
+/// terms added to `summs[t][r]` in block order.
+#[inline(never)]
+fn scales_pass_tiles<F: Format, const R: usize, const T: usize>(
+    wd: &[&[f32]; R],
+    wm: &[&[f32]; R],
+    ay: &[ActScales; T],
+    c0: usize,
+    cn: usize,
+    dbuf: &mut [[[f32; CHUNK]; R]; T],
+    summs: &mut [[f32; R]; T],
+) {
+    let end = c0 + cn;
+    assert!(cn <= CHUNK && wd.iter().all(|d| d.len() >= end));
+    assert!(!F::MINS || wm.iter().all(|m| m.len() >= end));
+    assert!(ay
+        .iter()
+        .all(|a| a.d.len() >= end && (!F::MINS || a.s.len() >= end)));
+    let ld4 = |v: &[f32], k: usize| {
+        // SAFETY: k + 4 <= end, checked above against every slice read here.
+        unsafe { v128_load(v.as_ptr().add(k) as *const v128) }
+    };
+    let mut k = 0;
+    while k + 4 <= cn {
+        let i = c0 + k;
+        for r in 0..R {
+            let vd = ld4(wd[r], i);
+            for t in 0..T {
+                let d = f32x4_mul(vd, ld4(&ay[t].d, i));
+                // SAFETY: k + 4 <= cn <= CHUNK.
+                unsafe { v128_store(dbuf[t][r][k..].as_mut_ptr() as *mut v128, d) };
+            }
+            if F::MINS {
+                let vm = ld4(wm[r], i);
+                for t in 0..T {
+                    summs[t][r] = add_lanes_in_order(summs[t][r], f32x4_mul(vm, ld4(&ay[t].s, i)));
+                }
+            }
+        }
+        k += 4;
+    }
+    while k < cn {
+        let i = c0 + k;
+        for r in 0..R {
+            for t in 0..T {
+                dbuf[t][r][k] = wd[r][i] * ay[t].d[i];
+                if F::MINS {
+                    summs[t][r] += wm[r][i] * ay[t].s[i];
+                }
+            }
+        }
+        k += 1;
+    }
+}
+
 /// The fused multiply-adds of blocks `c0..c0+cn` of `R` weight rows (`x0`) against `T`
 /// activation rows (`ap`), each block's codes unpacked once for the `T` activation
 /// rows and each activation block loaded once for the `R` weight rows; the blocks' `d`
@@ -564,13 +705,15 @@ unsafe fn dot_pass_tiles<F: Format, const FUSED: bool, const R: usize, const T: 
 
 /// `out[t][r] = dot(weight row r, activation row t)` for `R` weight rows `row_bytes`
 /// apart in `w` and `T` activation rows `a[t]`, `nb` blocks each: per pair, the same
-/// `d` products, the same `mx * sy` sums in block order ([`scales_pass`]), the same
+/// `d` products, the same `mx * sy` sums in block order ([`scales_pass_tiles`], from
+/// the weight scales `ws[r]` converted once per chunk), the same
 /// lanes and fused multiply-adds as [`kernel`], so the results are its results bit for
 /// bit; only the unpacking of weight codes and the activation loads are shared.
 #[inline(always)]
 fn kernel_tiles<F: Format, const FUSED: bool, const R: usize, const T: usize>(
     w: &[u8],
     row_bytes: usize,
+    ws: &[(&[f32], &[f32]); R],
     a: &[&[u8]; T],
     ay: &[ActScales; T],
     nb: usize,
@@ -585,15 +728,15 @@ fn kernel_tiles<F: Format, const FUSED: bool, const R: usize, const T: usize>(
     let mut hi = [[zero(); R]; T];
     let mut summs = [[0f32; R]; T];
     let mut dbuf = [[[0f32; CHUNK]; R]; T];
+    let wd: [&[f32]; R] = core::array::from_fn(|r| ws[r].0);
+    let wm: [&[f32]; R] = core::array::from_fn(|r| ws[r].1);
     let mut c0 = 0;
     while c0 < nb {
         let cn = CHUNK.min(nb - c0);
         // SAFETY: the blocks c0..c0+cn of every row and of every `a[t]` are in bounds
         // (checked above).
+        scales_pass_tiles::<F, R, T>(&wd, &wm, ay, c0, cn, &mut dbuf, &mut summs);
         unsafe {
-            for t in 0..T {
-                scales_pass::<F, R>(&x0, &ay[t], c0, cn, &mut dbuf[t], &mut summs[t]);
-            }
             dot_pass_tiles::<F, FUSED, R, T>(&x0, &ap, c0, cn, &dbuf, &mut lo, &mut hi);
         }
         c0 += cn;
@@ -614,6 +757,7 @@ fn kernel_tiles<F: Format, const FUSED: bool, const R: usize, const T: usize>(
 fn run_tiles<F: Format, const R: usize, const T: usize>(
     w: &[u8],
     row_bytes: usize,
+    ws: &[(&[f32], &[f32]); R],
     a: &[&[u8]; T],
     ay: &[ActScales; T],
     nb: usize,
@@ -621,9 +765,9 @@ fn run_tiles<F: Format, const R: usize, const T: usize>(
 ) {
     #[cfg(target_feature = "relaxed-simd")]
     if madd_is_fused() {
-        return kernel_tiles::<F, true, R, T>(w, row_bytes, a, ay, nb, out);
+        return kernel_tiles::<F, true, R, T>(w, row_bytes, ws, a, ay, nb, out);
     }
-    kernel_tiles::<F, false, R, T>(w, row_bytes, a, ay, nb, out)
+    kernel_tiles::<F, false, R, T>(w, row_bytes, ws, a, ay, nb, out)
 }
 
 /// Activation rows per tile of [`token_tiles`].
@@ -662,6 +806,10 @@ pub(crate) fn token_tiles(
     ) -> usize {
         const TT: usize = TILE_TOKENS;
         let tiles = acts.len() / act_row / TT;
+        if tiles == 0 {
+            return 0;
+        }
+        let ws = WeightScales::new::<F>(w, rb, rows, nb);
         for i in 0..tiles {
             let t0 = i * TT;
             let a: [&[u8]; TT] = core::array::from_fn(|t| &acts[(t0 + t) * act_row..][..act_row]);
@@ -669,7 +817,8 @@ pub(crate) fn token_tiles(
             let mut r = 0;
             while r + TILE_ROWS <= rows {
                 let mut o = [[0f32; TILE_ROWS]; TT];
-                run_tiles::<F, TILE_ROWS, TT>(&w[r * rb..], rb, &a, &ay, nb, &mut o);
+                let wr = core::array::from_fn(|k| ws.row(r + k));
+                run_tiles::<F, TILE_ROWS, TT>(&w[r * rb..], rb, &wr, &a, &ay, nb, &mut o);
                 for (t, ot) in o.iter().enumerate() {
                     out[(t0 + t) * stride + r..][..TILE_ROWS].copy_from_slice(ot);
                 }
@@ -677,7 +826,7 @@ pub(crate) fn token_tiles(
             }
             while r < rows {
                 let mut o = [[0f32; 1]; TT];
-                run_tiles::<F, 1, TT>(&w[r * rb..], rb, &a, &ay, nb, &mut o);
+                run_tiles::<F, 1, TT>(&w[r * rb..], rb, &[ws.row(r)], &a, &ay, nb, &mut o);
                 for (t, ot) in o.iter().enumerate() {
                     out[(t0 + t) * stride + r] = ot[0];
                 }
@@ -729,9 +878,9 @@ pub(crate) fn q8_0_q8_0(w: &[u8], a: &[u8], nb: usize) -> f32 {
     one::<Q8_0>(w, a, nb)
 }
 
-/// Rows of `row_bytes` in `w`, `ROWS` at a time, for the formats with a multi-row
-/// kernel; returns how many rows of `out` were written (a multiple of `ROWS`), 0 for
-/// other formats.
+/// Rows of `row_bytes` in `w`, `ROWS` at a time (the last odd one alone), for the
+/// formats with a multi-row kernel; returns how many rows of `out` were written (all,
+/// or 0 for other formats).
 pub(crate) fn rows(
     ty: super::super::GgmlType,
     w: &[u8],
@@ -748,7 +897,10 @@ pub(crate) fn rows(
         for (o, wr) in out[..n].chunks_exact_mut(ROWS).zip(w.chunks(ROWS * rb)) {
             run::<F, ROWS>(wr, rb, a, &ay, nb, o);
         }
-        n
+        if n < out.len() {
+            run::<F, 1>(&w[n * rb..], rb, a, &ay, nb, &mut out[n..]);
+        }
+        out.len()
     }
     match ty {
         T::Q4_0 => go::<Q4_0>(w, row_bytes, a, nb, out),
