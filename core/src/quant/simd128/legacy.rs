@@ -526,6 +526,7 @@ fn kernel<F: Format, const FUSED: bool, const R: usize>(
     ay: &ActScales,
     nb: usize,
     out: &mut [f32],
+    dbuf: &mut [[f32; CHUNK]; R],
 ) {
     // Every pointer below stays inside the first `nb` blocks of each row and of `a`.
     assert!(row_bytes >= nb * F::WB && a.len() >= nb * F::AB && out.len() >= R);
@@ -538,15 +539,14 @@ fn kernel<F: Format, const FUSED: bool, const R: usize>(
     // The blocks' `d` of a chunk are computed first (four blocks at a time), then the
     // dot products; separate functions keep the accumulators' live ranges short
     // (Cranelift's register allocator spills long ones inside loops).
-    let mut dbuf = [[0f32; CHUNK]; R];
     let mut c0 = 0;
     while c0 < nb {
         let cn = CHUNK.min(nb - c0);
         // SAFETY: the blocks c0..c0+cn of every row and of `a` are in bounds (checked
         // above).
         unsafe {
-            scales_pass::<F, R>(&x0, ay, c0, cn, &mut dbuf, &mut summs);
-            dot_pass::<F, FUSED, R>(&x0, ap, c0, cn, &dbuf, &mut lo, &mut hi);
+            scales_pass::<F, R>(&x0, ay, c0, cn, dbuf, &mut summs);
+            dot_pass::<F, FUSED, R>(&x0, ap, c0, cn, dbuf, &mut lo, &mut hi);
         }
         c0 += cn;
     }
@@ -568,12 +568,13 @@ fn run<F: Format, const R: usize>(
     ay: &ActScales,
     nb: usize,
     out: &mut [f32],
+    dbuf: &mut [[f32; CHUNK]; R],
 ) {
     #[cfg(target_feature = "relaxed-simd")]
     if madd_is_fused() {
-        return kernel::<F, true, R>(w, row_bytes, a, ay, nb, out);
+        return kernel::<F, true, R>(w, row_bytes, a, ay, nb, out, dbuf);
     }
-    kernel::<F, false, R>(w, row_bytes, a, ay, nb, out)
+    kernel::<F, false, R>(w, row_bytes, a, ay, nb, out, dbuf)
 }
 
 /// The block scales of a chunk of weight rows as `f32` (`d`, and `m` for `MINS`
@@ -718,6 +719,7 @@ fn kernel_tiles<F: Format, const FUSED: bool, const R: usize, const T: usize>(
     ay: &[ActScales; T],
     nb: usize,
     out: &mut [[f32; R]; T],
+    dbuf: &mut [[[f32; CHUNK]; R]; T],
 ) {
     // Every pointer below stays inside the first `nb` blocks of each row.
     assert!(row_bytes >= nb * F::WB && a.iter().all(|a| a.len() >= nb * F::AB));
@@ -727,7 +729,6 @@ fn kernel_tiles<F: Format, const FUSED: bool, const R: usize, const T: usize>(
     let mut lo = [[zero(); R]; T];
     let mut hi = [[zero(); R]; T];
     let mut summs = [[0f32; R]; T];
-    let mut dbuf = [[[0f32; CHUNK]; R]; T];
     let wd: [&[f32]; R] = core::array::from_fn(|r| ws[r].0);
     let wm: [&[f32]; R] = core::array::from_fn(|r| ws[r].1);
     let mut c0 = 0;
@@ -735,9 +736,9 @@ fn kernel_tiles<F: Format, const FUSED: bool, const R: usize, const T: usize>(
         let cn = CHUNK.min(nb - c0);
         // SAFETY: the blocks c0..c0+cn of every row and of every `a[t]` are in bounds
         // (checked above).
-        scales_pass_tiles::<F, R, T>(&wd, &wm, ay, c0, cn, &mut dbuf, &mut summs);
+        scales_pass_tiles::<F, R, T>(&wd, &wm, ay, c0, cn, dbuf, &mut summs);
         unsafe {
-            dot_pass_tiles::<F, FUSED, R, T>(&x0, &ap, c0, cn, &dbuf, &mut lo, &mut hi);
+            dot_pass_tiles::<F, FUSED, R, T>(&x0, &ap, c0, cn, dbuf, &mut lo, &mut hi);
         }
         c0 += cn;
     }
@@ -762,12 +763,13 @@ fn run_tiles<F: Format, const R: usize, const T: usize>(
     ay: &[ActScales; T],
     nb: usize,
     out: &mut [[f32; R]; T],
+    dbuf: &mut [[[f32; CHUNK]; R]; T],
 ) {
     #[cfg(target_feature = "relaxed-simd")]
     if madd_is_fused() {
-        return kernel_tiles::<F, true, R, T>(w, row_bytes, ws, a, ay, nb, out);
+        return kernel_tiles::<F, true, R, T>(w, row_bytes, ws, a, ay, nb, out, dbuf);
     }
-    kernel_tiles::<F, false, R, T>(w, row_bytes, ws, a, ay, nb, out)
+    kernel_tiles::<F, false, R, T>(w, row_bytes, ws, a, ay, nb, out, dbuf)
 }
 
 /// Activation rows per tile of [`token_tiles`].
@@ -810,6 +812,10 @@ pub(crate) fn token_tiles(
             return 0;
         }
         let ws = WeightScales::new::<F>(w, rb, rows, nb);
+        // The blocks' `d` of a tile's chunk, written before they are read (kept here:
+        // zeroing them per tile cost 4% of prefill).
+        let mut dbuf = [[[0f32; CHUNK]; TILE_ROWS]; TT];
+        let mut dbuf1 = [[[0f32; CHUNK]; 1]; TT];
         for i in 0..tiles {
             let t0 = i * TT;
             let a: [&[u8]; TT] = core::array::from_fn(|t| &acts[(t0 + t) * act_row..][..act_row]);
@@ -818,7 +824,16 @@ pub(crate) fn token_tiles(
             while r + TILE_ROWS <= rows {
                 let mut o = [[0f32; TILE_ROWS]; TT];
                 let wr = core::array::from_fn(|k| ws.row(r + k));
-                run_tiles::<F, TILE_ROWS, TT>(&w[r * rb..], rb, &wr, &a, &ay, nb, &mut o);
+                run_tiles::<F, TILE_ROWS, TT>(
+                    &w[r * rb..],
+                    rb,
+                    &wr,
+                    &a,
+                    &ay,
+                    nb,
+                    &mut o,
+                    &mut dbuf,
+                );
                 for (t, ot) in o.iter().enumerate() {
                     out[(t0 + t) * stride + r..][..TILE_ROWS].copy_from_slice(ot);
                 }
@@ -826,7 +841,16 @@ pub(crate) fn token_tiles(
             }
             while r < rows {
                 let mut o = [[0f32; 1]; TT];
-                run_tiles::<F, 1, TT>(&w[r * rb..], rb, &[ws.row(r)], &a, &ay, nb, &mut o);
+                run_tiles::<F, 1, TT>(
+                    &w[r * rb..],
+                    rb,
+                    &[ws.row(r)],
+                    &a,
+                    &ay,
+                    nb,
+                    &mut o,
+                    &mut dbuf1,
+                );
                 for (t, ot) in o.iter().enumerate() {
                     out[(t0 + t) * stride + r] = ot[0];
                 }
@@ -849,7 +873,8 @@ pub(crate) fn token_tiles(
 #[inline(always)]
 fn one<F: Format>(w: &[u8], a: &[u8], nb: usize) -> f32 {
     let mut out = [0f32];
-    run::<F, 1>(w, nb * F::WB, a, &ActScales::new::<F>(a, nb), nb, &mut out);
+    let ay = ActScales::new::<F>(a, nb);
+    run::<F, 1>(w, nb * F::WB, a, &ay, nb, &mut out, &mut [[0f32; CHUNK]; 1]);
     out[0]
 }
 
@@ -894,11 +919,20 @@ pub(crate) fn rows(
     fn go<F: Format>(w: &[u8], rb: usize, a: &[u8], nb: usize, out: &mut [f32]) -> usize {
         let n = out.len() / ROWS * ROWS;
         let ay = ActScales::new::<F>(a, nb);
+        let mut dbuf = [[0f32; CHUNK]; ROWS];
         for (o, wr) in out[..n].chunks_exact_mut(ROWS).zip(w.chunks(ROWS * rb)) {
-            run::<F, ROWS>(wr, rb, a, &ay, nb, o);
+            run::<F, ROWS>(wr, rb, a, &ay, nb, o, &mut dbuf);
         }
         if n < out.len() {
-            run::<F, 1>(&w[n * rb..], rb, a, &ay, nb, &mut out[n..]);
+            run::<F, 1>(
+                &w[n * rb..],
+                rb,
+                a,
+                &ay,
+                nb,
+                &mut out[n..],
+                &mut [[0f32; CHUNK]; 1],
+            );
         }
         out.len()
     }
