@@ -91,7 +91,7 @@ fn soft_max_exp<const FUSED: bool>(y: &mut [f32], max: f32) -> f64 {
 /// `ggml_order::expf` on four lanes: the same fused multiply-adds, products and
 /// `scalef` (an exact `f64` product rounded once), and the same out-of-range results.
 #[inline(always)]
-fn expf4<const FUSED: bool>(x: v128) -> v128 {
+pub(super) fn expf4<const FUSED: bool>(x: v128) -> v128 {
     let c = |bits: u32| f32x4_splat(f32::from_bits(bits));
     let r = c(0x4b40_0000);
     let z = fma4::<FUSED>(x, c(0x3fb8_aa3b), r);

@@ -198,7 +198,18 @@ pub(crate) fn silu(x: f32) -> f32 {
 /// than 16 with libm's `expf`; we keep [`expf`] there so that results never depend on the
 /// platform's libm (models with a feed-forward width that is a multiple of 16 — all the
 /// supported ones — have no tail).
-pub(crate) fn swiglu(gate: &mut [f32], up: &[f32]) {
+///
+/// Built for wasm32 with `+simd128` this runs the SIMD kernel of `swiglu_simd128.rs`,
+/// bit-identical to [`swiglu_reference`].
+pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return super::swiglu_simd128::swiglu(gate, up);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    swiglu_reference(gate, up)
+}
+
+/// [`swiglu`] in scalar code, whatever the build.
+pub fn swiglu_reference(gate: &mut [f32], up: &[f32]) {
     with_fma(
         #[inline(always)]
         || {

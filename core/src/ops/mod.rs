@@ -8,6 +8,8 @@ pub mod ggml_order;
 mod matmul;
 mod norm;
 mod rope;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod swiglu_simd128;
 
 pub use attention::{attend, attend_reference, AttnKernel, AttnScratch};
 pub use matmul::{embedding_row, matmul, MatmulScratch, WeightMatrix};
