@@ -294,6 +294,7 @@ struct ActScales {
 }
 
 /// `f32` values, inline up to [`Scales::INLINE`] (a one-row dot allocates nothing).
+#[allow(clippy::large_enum_variant)] // inline on purpose: it lives on the stack
 enum Scales {
     Inline([f32; Scales::INLINE], usize),
     Heap(Vec<f32>),
@@ -711,6 +712,7 @@ unsafe fn dot_pass_tiles<F: Format, const FUSED: bool, const R: usize, const T: 
 /// lanes and fused multiply-adds as [`kernel`], so the results are its results bit for
 /// bit; only the unpacking of weight codes and the activation loads are shared.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn kernel_tiles<F: Format, const FUSED: bool, const R: usize, const T: usize>(
     w: &[u8],
     row_bytes: usize,
@@ -755,6 +757,7 @@ fn kernel_tiles<F: Format, const FUSED: bool, const R: usize, const T: usize>(
 
 /// [`kernel_tiles`] with the fused multiply-add if the engine has one.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn run_tiles<F: Format, const R: usize, const T: usize>(
     w: &[u8],
     row_bytes: usize,
