@@ -736,9 +736,9 @@ fn kernel_tiles<F: Format, const FUSED: bool, const R: usize, const T: usize>(
     let mut c0 = 0;
     while c0 < nb {
         let cn = CHUNK.min(nb - c0);
+        scales_pass_tiles::<F, R, T>(&wd, &wm, ay, c0, cn, dbuf, &mut summs);
         // SAFETY: the blocks c0..c0+cn of every row and of every `a[t]` are in bounds
         // (checked above).
-        scales_pass_tiles::<F, R, T>(&wd, &wm, ay, c0, cn, dbuf, &mut summs);
         unsafe {
             dot_pass_tiles::<F, FUSED, R, T>(&x0, &ap, c0, cn, dbuf, &mut lo, &mut hi);
         }
