@@ -471,6 +471,20 @@ unsafe fn scales_pass<F: Format, const R: usize>(
         }
         k += 4;
     }
+    if k < cn && cn >= 4 {
+        // The last `cn - k` blocks: the last four blocks again (their `d` come out the
+        // same), only the new ones' minimum terms added.
+        let k4 = cn - 4;
+        let x: [*const u8; R] = core::array::from_fn(|r| x0[r].add((c0 + k4) * F::WB));
+        let (d, ms) = scales4::<F, R>(&x, dy.add(k4), sy.wrapping_add(k4));
+        for r in 0..R {
+            v128_store(dbuf[r][k4..k4 + 4].as_mut_ptr() as *mut v128, d[r]);
+            if F::MINS {
+                summs[r] = add_last_lanes_in_order(summs[r], ms[r], cn - k);
+            }
+        }
+        return;
+    }
     let f = |p: *const u8| super::super::f16_to_f32(ld_u16(p));
     while k < cn {
         for r in 0..R {
@@ -592,13 +606,18 @@ impl WeightScales {
     fn new<F: Format>(w: &[u8], rb: usize, rows: usize, nb: usize) -> Self {
         let mut d = vec![0f32; rows * nb];
         let mut m = vec![0f32; if F::MINS { rows * nb } else { 0 }];
-        for r in 0..rows {
-            let m = if F::MINS {
-                &mut m[r * nb..][..nb]
-            } else {
-                &mut [][..]
-            };
-            f16_scales(&w[r * rb..], F::WB, nb, &mut d[r * nb..][..nb], m);
+        if rb == nb * F::WB {
+            // Rows back to back: one pass over all their blocks (no tail per row).
+            f16_scales(w, F::WB, rows * nb, &mut d, &mut m);
+        } else {
+            for r in 0..rows {
+                let m = if F::MINS {
+                    &mut m[r * nb..][..nb]
+                } else {
+                    &mut [][..]
+                };
+                f16_scales(&w[r * rb..], F::WB, nb, &mut d[r * nb..][..nb], m);
+            }
         }
         Self { nb, d, m }
     }
