@@ -925,7 +925,7 @@ pub(crate) fn q8_0_q8_0(w: &[u8], a: &[u8], nb: usize) -> f32 {
     one::<Q8_0>(w, a, nb)
 }
 
-/// Rows of `row_bytes` in `w`, `ROWS` at a time (the last odd one alone), for the
+/// Rows of `row_bytes` in `w`, `ROWS` at a time (the last `len % ROWS` one by one), for the
 /// formats with a multi-row kernel; returns how many rows of `out` were written (all,
 /// or 0 for other formats).
 pub(crate) fn rows(
@@ -937,7 +937,9 @@ pub(crate) fn rows(
     out: &mut [f32],
 ) -> usize {
     use super::super::GgmlType as T;
-    const ROWS: usize = 2;
+    // Four rows share each activation block load; their 8 accumulators, the
+    // activation block and a row's codes still fit in 16 registers.
+    const ROWS: usize = 4;
     fn go<F: Format>(w: &[u8], rb: usize, a: &[u8], nb: usize, out: &mut [f32]) -> usize {
         let n = out.len() / ROWS * ROWS;
         let ay = ActScales::new::<F>(a, nb);
@@ -945,16 +947,9 @@ pub(crate) fn rows(
         for (o, wr) in out[..n].chunks_exact_mut(ROWS).zip(w.chunks(ROWS * rb)) {
             run::<F, ROWS>(wr, rb, a, &ay, nb, o, &mut dbuf);
         }
-        if n < out.len() {
-            run::<F, 1>(
-                &w[n * rb..],
-                rb,
-                a,
-                &ay,
-                nb,
-                &mut out[n..],
-                &mut [[0f32; CHUNK]; 1],
-            );
+        let mut dbuf1 = [[0f32; CHUNK]; 1];
+        for (o, wr) in out[n..].chunks_exact_mut(1).zip(w[n * rb..].chunks(rb)) {
+            run::<F, 1>(wr, rb, a, &ay, nb, o, &mut dbuf1);
         }
         out.len()
     }
