@@ -27,11 +27,7 @@ pub(super) fn head(h: &Head, scores: &mut [f32], acc: &mut [f32], out: &mut [f32
 fn head_with<const FUSED: bool>(h: &Head, scores: &mut [f32], acc: &mut [f32], out: &mut [f32]) {
     let head_dim = out.len();
     let lanes = h.kernel.lanes();
-    let mut max = f32::NEG_INFINITY;
-    for (p, s) in scores.iter_mut().enumerate() {
-        *s = vec_dot_f32::<FUSED>(h.key(p), h.q) * h.scale;
-        max = crate::math::max_f32(max, *s);
-    }
+    let max = key_scores::<FUSED>(h, scores);
     let inv = (1.0 / soft_max_exp::<FUSED>(scores, max)) as f32;
 
     // Lane `l` sums the weighted values of positions `l, l + lanes, ...` in order; 32
@@ -61,11 +57,26 @@ fn head_with<const FUSED: bool>(h: &Head, scores: &mut [f32], acc: &mut [f32], o
     }
 }
 
+/// `scores[p] = K[p]·q * scale` for every cache row `p`; returns their maximum.
+///
+/// This and the other passes of a head are functions of their own
+/// (`#[inline(never)]`): inlined into one large function, Cranelift's register
+/// allocator spilled and reloaded the accumulators at every position.
+#[inline(never)]
+fn key_scores<const FUSED: bool>(h: &Head, scores: &mut [f32]) -> f32 {
+    let mut max = f32::NEG_INFINITY;
+    for (p, s) in scores.iter_mut().enumerate() {
+        *s = vec_dot_f32::<FUSED>(h.key(p), h.q) * h.scale;
+        max = crate::math::max_f32(max, *s);
+    }
+    max
+}
+
 /// `ggml_order::soft_max_exp`, a group of 16 at a time: the same [`expf4`] lanes, the
 /// same `hsum16` per group, the group sums added in `f64` in order. A last group
 /// shorter than 16 is padded, and its padding lanes zeroed before the sum, as the
 /// scalar code's.
-#[inline(always)]
+#[inline(never)]
 fn soft_max_exp<const FUSED: bool>(y: &mut [f32], max: f32) -> f64 {
     let m = f32x4_splat(max);
     let mut sum = 0f64;
@@ -261,7 +272,7 @@ fn hsum16x4(r: [v128; 4]) -> f32 {
 
 /// Columns `c..c + 4V` of lane `l`'s accumulator row: `fma(value, weight, acc)` over the
 /// positions `l, l + lanes, ...` in order, from zero.
-#[inline(always)]
+#[inline(never)]
 fn lane_block<const FUSED: bool, const V: usize>(
     h: &Head,
     scores: &[f32],
