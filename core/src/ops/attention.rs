@@ -110,10 +110,12 @@ struct Shape {
     head_dim: usize,
 }
 
-/// One query head and the cache rows it reads.
+/// Query heads of one KV group and the cache rows they read.
 pub(super) struct Head<'a> {
-    /// The head's query, `head_dim` floats.
+    /// The queries, `head_dim` floats each: one head (scalar code) or the group's
+    /// heads back to back (SIMD code).
     pub(super) q: &'a [f32],
+    pub(super) head_dim: usize,
     keys: &'a [f32],
     values: &'a [f32],
     kv_dim: usize,
@@ -126,13 +128,13 @@ impl Head<'_> {
     /// The key of cache position `p` for this head.
     #[inline(always)]
     pub(super) fn key(&self, p: usize) -> &[f32] {
-        &self.keys[p * self.kv_dim + self.kv_off..][..self.q.len()]
+        &self.keys[p * self.kv_dim + self.kv_off..][..self.head_dim]
     }
 
     /// The value of cache position `p` for this head.
     #[inline(always)]
     pub(super) fn value(&self, p: usize) -> &[f32] {
-        &self.values[p * self.kv_dim + self.kv_off..][..self.q.len()]
+        &self.values[p * self.kv_dim + self.kv_off..][..self.head_dim]
     }
 }
 
@@ -162,25 +164,43 @@ fn attend_with(
             let group = n_head / n_head_kv;
             let scale = 1.0 / (head_dim as f32).sqrt();
             let AttnScratch { scores, acc } = scratch;
-            scores.resize(pos + 1, 0.0);
             acc.resize(kernel.lanes() * head_dim, 0.0);
+            let head = |q| Head {
+                q,
+                head_dim,
+                keys,
+                values,
+                kv_dim,
+                kv_off: 0,
+                scale,
+                kernel,
+            };
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            if simd {
+                // A group's heads read the same cache rows: together.
+                let gd = group * head_dim;
+                scores.resize(group * (pos + 1), 0.0);
+                for (j, (qg, og)) in q.chunks_exact(gd).zip(out.chunks_exact_mut(gd)).enumerate() {
+                    let h = Head {
+                        kv_off: j * head_dim,
+                        ..head(qg)
+                    };
+                    super::attention_simd128::group(&h, scores, acc, og);
+                }
+                return;
+            }
+            scores.resize(pos + 1, 0.0);
             for h in 0..n_head {
                 let head = Head {
-                    q: &q[h * head_dim..(h + 1) * head_dim],
-                    keys,
-                    values,
-                    kv_dim,
                     kv_off: (h / group) * head_dim,
-                    scale,
-                    kernel,
+                    ..head(&q[h * head_dim..(h + 1) * head_dim])
                 };
-                let oh = &mut out[h * head_dim..(h + 1) * head_dim];
-                #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-                if simd {
-                    super::attention_simd128::head(&head, scores, acc, oh);
-                    continue;
-                }
-                head_scalar(&head, scores, acc, oh);
+                head_scalar(
+                    &head,
+                    scores,
+                    acc,
+                    &mut out[h * head_dim..(h + 1) * head_dim],
+                );
             }
         },
     )

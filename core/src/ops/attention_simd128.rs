@@ -14,20 +14,46 @@ use core::arch::wasm32::*;
 use super::attention::{AttnKernel, Head};
 use super::ggml_order::{fma, hsum16, reduce_dot_lanes, DOT_STEP, LANES};
 
-/// One head: `out = softmax(K·q * scale) · V` for the cache rows of `h`.
-pub(super) fn head(h: &Head, scores: &mut [f32], acc: &mut [f32], out: &mut [f32]) {
+/// The heads of one KV group: `out[j] = softmax(K·q[j] * scale) · V` for the cache
+/// rows of `h`, whose `q` holds the group's queries back to back (`out.len()` values).
+/// Each key row is loaded once for the whole group (`scores` holds one row of scores
+/// per head), then each head's softmax and values as alone.
+pub(super) fn group(h: &Head, scores: &mut [f32], acc: &mut [f32], out: &mut [f32]) {
     #[cfg(target_feature = "relaxed-simd")]
     if crate::quant::simd128::madd_is_fused() {
-        return head_with::<true>(h, scores, acc, out);
+        return group_with::<true>(h, scores, acc, out);
     }
-    head_with::<false>(h, scores, acc, out)
+    group_with::<false>(h, scores, acc, out)
 }
 
 #[inline(always)]
-fn head_with<const FUSED: bool>(h: &Head, scores: &mut [f32], acc: &mut [f32], out: &mut [f32]) {
+fn group_with<const FUSED: bool>(h: &Head, scores: &mut [f32], acc: &mut [f32], out: &mut [f32]) {
+    let head_dim = h.head_dim;
+    let n = scores.len() * head_dim / out.len();
+    key_scores::<FUSED>(h, scores);
+    for (s, o) in scores
+        .chunks_exact_mut(n)
+        .zip(out.chunks_exact_mut(head_dim))
+    {
+        let max = s
+            .iter()
+            .fold(f32::NEG_INFINITY, |m, &v| crate::math::max_f32(m, v));
+        values::<FUSED>(h, s, max, acc, o);
+    }
+}
+
+/// The softmax of one head's `scores` (`max` their maximum) and the weighted sum of
+/// the values into `out`.
+#[inline(always)]
+fn values<const FUSED: bool>(
+    h: &Head,
+    scores: &mut [f32],
+    max: f32,
+    acc: &mut [f32],
+    out: &mut [f32],
+) {
     let head_dim = out.len();
     let lanes = h.kernel.lanes();
-    let max = key_scores::<FUSED>(h, scores);
     let inv = (1.0 / soft_max_exp::<FUSED>(scores, max)) as f32;
 
     // Lane `l` sums the weighted values of positions `l, l + lanes, ...` in order; 32
@@ -57,19 +83,24 @@ fn head_with<const FUSED: bool>(h: &Head, scores: &mut [f32], acc: &mut [f32], o
     }
 }
 
-/// `scores[p] = K[p]·q * scale` for every cache row `p`; returns their maximum.
+/// `scores[j * n + p] = K[p]·q[j] * scale` for every cache row `p` (`n` of them) and
+/// every query `j` of `h.q` (`head_dim` values each), the queries of one key row one
+/// after the other while it is in cache.
 ///
 /// This and the other passes of a head are functions of their own
 /// (`#[inline(never)]`): inlined into one large function, Cranelift's register
 /// allocator spilled and reloaded the accumulators at every position.
 #[inline(never)]
-fn key_scores<const FUSED: bool>(h: &Head, scores: &mut [f32]) -> f32 {
-    let mut max = f32::NEG_INFINITY;
-    for (p, s) in scores.iter_mut().enumerate() {
-        *s = vec_dot_f32::<FUSED>(h.key(p), h.q) * h.scale;
-        max = crate::math::max_f32(max, *s);
+fn key_scores<const FUSED: bool>(h: &Head, scores: &mut [f32]) {
+    let head_dim = h.head_dim;
+    let heads = h.q.len() / head_dim;
+    let n = scores.len() / heads;
+    for p in 0..n {
+        let k = h.key(p);
+        for (j, q) in h.q.chunks_exact(head_dim).enumerate() {
+            scores[j * n + p] = vec_dot_f32::<FUSED>(k, q) * h.scale;
+        }
     }
-    max
 }
 
 /// `ggml_order::soft_max_exp`, a group of 16 at a time: the same [`expf4`] lanes, the
