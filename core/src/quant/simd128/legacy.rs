@@ -455,9 +455,9 @@ unsafe fn scales_pass<F: Format, const R: usize>(
     c0: usize,
     cn: usize,
     dbuf: &mut [[f32; CHUNK]; R],
-    summs: &mut [f32; R],
+    summs: &mut v128,
 ) {
-    assert!(ay.d.len() >= c0 + cn && (!F::MINS || ay.s.len() >= c0 + cn));
+    assert!(R <= 4 && ay.d.len() >= c0 + cn && (!F::MINS || ay.s.len() >= c0 + cn));
     let (dy, sy) = (ay.d.as_ptr().add(c0), ay.s.as_ptr().wrapping_add(c0));
     let mut k = 0;
     while k + 4 <= cn {
@@ -465,9 +465,9 @@ unsafe fn scales_pass<F: Format, const R: usize>(
         let (d, ms) = scales4::<F, R>(&x, dy.add(k), sy.wrapping_add(k));
         for r in 0..R {
             v128_store(dbuf[r][k..k + 4].as_mut_ptr() as *mut v128, d[r]);
-            if F::MINS {
-                summs[r] = add_lanes_in_order(summs[r], ms[r]);
-            }
+        }
+        if F::MINS {
+            *summs = add_blocks_in_order(*summs, &ms, 0);
         }
         k += 4;
     }
@@ -479,23 +479,51 @@ unsafe fn scales_pass<F: Format, const R: usize>(
         let (d, ms) = scales4::<F, R>(&x, dy.add(k4), sy.wrapping_add(k4));
         for r in 0..R {
             v128_store(dbuf[r][k4..k4 + 4].as_mut_ptr() as *mut v128, d[r]);
-            if F::MINS {
-                summs[r] = add_last_lanes_in_order(summs[r], ms[r], cn - k);
-            }
+        }
+        if F::MINS {
+            *summs = add_blocks_in_order(*summs, &ms, 4 - (cn - k));
         }
         return;
     }
     let f = |p: *const u8| super::super::f16_to_f32(ld_u16(p));
     while k < cn {
+        let mut ms = [0f32; 4];
         for r in 0..R {
             let x = x0[r].add((c0 + k) * F::WB);
             dbuf[r][k] = f(x) * *dy.add(k);
             if F::MINS {
-                summs[r] += f(x.add(2)) * *sy.add(k);
+                ms[r] = f(x.add(2)) * *sy.add(k);
             }
+        }
+        if F::MINS {
+            *summs = f32x4_add(*summs, f32x4(ms[0], ms[1], ms[2], ms[3]));
         }
         k += 1;
     }
+}
+
+/// `acc` plus the minimum terms of blocks `from..4` of [`scales4`]'s `ms` (rows by
+/// blocks), block after block: lane `r` adds row `r`'s terms in block order, as the
+/// reference's scalar sum; a 4 x 4 transpose makes it one vector addition per block.
+#[inline(always)]
+fn add_blocks_in_order<const R: usize>(acc: v128, ms: &[v128; R], from: usize) -> v128 {
+    let row = |r: usize| if r < R { ms[r] } else { zero() };
+    let (m0, m1, m2, m3) = (row(0), row(1), row(2), row(3));
+    let t0 = i32x4_shuffle::<0, 4, 1, 5>(m0, m1);
+    let t1 = i32x4_shuffle::<2, 6, 3, 7>(m0, m1);
+    let t2 = i32x4_shuffle::<0, 4, 1, 5>(m2, m3);
+    let t3 = i32x4_shuffle::<2, 6, 3, 7>(m2, m3);
+    let blocks = [
+        i32x4_shuffle::<0, 1, 4, 5>(t0, t2),
+        i32x4_shuffle::<2, 3, 6, 7>(t0, t2),
+        i32x4_shuffle::<0, 1, 4, 5>(t1, t3),
+        i32x4_shuffle::<2, 3, 6, 7>(t1, t3),
+    ];
+    let mut acc = acc;
+    for b in &blocks[from..] {
+        acc = f32x4_add(acc, *b);
+    }
+    acc
 }
 
 /// The fused multiply-adds of blocks `c0..c0+cn` of `R` rows into their eight lanes
@@ -550,7 +578,8 @@ fn kernel<F: Format, const FUSED: bool, const R: usize>(
     let ap = a.as_ptr();
     let mut lo = [zero(); R];
     let mut hi = [zero(); R];
-    let mut summs = [0f32; R];
+    // Lane `r`: row `r`'s minimum terms.
+    let mut summs = f32x4_splat(0.0);
     // The blocks' `d` of a chunk are computed first (four blocks at a time), then the
     // dot products; separate functions keep the accumulators' live ranges short
     // (Cranelift's register allocator spills long ones inside loops).
@@ -565,9 +594,12 @@ fn kernel<F: Format, const FUSED: bool, const R: usize>(
         }
         c0 += cn;
     }
+    let mut summs_lanes = [0f32; 4];
+    // SAFETY: 16 writable bytes.
+    unsafe { v128_store(summs_lanes.as_mut_ptr() as *mut v128, summs) };
     for r in 0..R {
         out[r] = if F::MINS {
-            hsum8(lo[r], hi[r]) + summs[r]
+            hsum8(lo[r], hi[r]) + summs_lanes[r]
         } else {
             hsum8(lo[r], hi[r])
         };
@@ -592,9 +624,11 @@ fn run<F: Format, const R: usize>(
     kernel::<F, false, R>(w, row_bytes, a, ay, nb, out, dbuf)
 }
 
-/// The block scales of a chunk of weight rows as `f32` (`d`, and `m` for `MINS`
-/// formats; row `r`'s at `r * nb..`), converted once for every activation row that
-/// meets the chunk: prefill reuses each chunk for all its tokens.
+/// The block scales of a chunk of weight rows as `f32`, converted once for every
+/// activation row that meets the chunk: prefill reuses each chunk for all its tokens.
+/// `d` row by row (row `r`'s at `r * nb..`); `m` (`MINS` formats) by pairs of rows
+/// (rows `2p`, `2p + 1` at `2p * nb..`, block `k` of the pair's row `j` at `2k + j`,
+/// which is [`scales_pass_tiles`]'s order), an odd last row alone at its place.
 struct WeightScales {
     nb: usize,
     d: Vec<f32>,
@@ -619,41 +653,67 @@ impl WeightScales {
                 f16_scales(&w[r * rb..], F::WB, nb, &mut d[r * nb..][..nb], m);
             }
         }
+        if F::MINS && nb > 0 {
+            let mut pair = vec![0f32; 2 * nb];
+            for p in m.chunks_exact_mut(2 * nb) {
+                pair.copy_from_slice(p);
+                let (m0, m1) = pair.split_at(nb);
+                for (k, mk) in p.chunks_exact_mut(2).enumerate() {
+                    mk[0] = m0[k];
+                    mk[1] = m1[k];
+                }
+            }
+        }
         Self { nb, d, m }
     }
 
-    /// Row `r`'s `d` and `m` (empty for formats without minimums).
-    fn row(&self, r: usize) -> (&[f32], &[f32]) {
+    /// The `d` of rows `r..r + R`, and their `m` as [`scales_pass_tiles`] reads them
+    /// (empty for formats without minimums): `R` is 2 (`r` even) or 1 (the last row).
+    fn rows<const R: usize>(&self, r: usize) -> ([&[f32]; R], &[f32]) {
+        let nb = self.nb;
+        let d = core::array::from_fn(|j| &self.d[(r + j) * nb..][..nb]);
         let m = if self.m.is_empty() {
             &[][..]
         } else {
-            &self.m[r * self.nb..][..self.nb]
+            &self.m[r * nb..][..R * nb]
         };
-        (&self.d[r * self.nb..][..self.nb], m)
+        (d, m)
     }
 }
 
-/// [`scales_pass`] for `T` activation rows from converted weight scales (`wd[r]`,
-/// `wm[r]`, blocks `c0..c0+cn` of row `r`): the same `f32` products, the `mx * sy`
-/// terms added to `summs[t][r]` in block order.
+/// The tokens' `sy` of a tile by block, as [`scales_pass_tiles`] reads them: lanes
+/// `4k..4k + 4` are `sy` of token `lane / 2` (`T` of 1: token 0 in all four).
+fn tile_sy<const T: usize>(ay: &[ActScales; T], nb: usize, sy: &mut Vec<f32>) {
+    sy.clear();
+    for k in 0..nb {
+        for lane in 0..4 {
+            sy.push(ay[(lane / 2).min(T - 1)].s[k]);
+        }
+    }
+}
+
+/// [`scales_pass`] for `T` activation rows from converted weight scales (`wd[r]`, `wm`,
+/// blocks `c0..c0+cn`): the same `f32` products; the `mx * sy` terms (`MINS`) added in
+/// block order to lane `2t + r` of `summs`, one vector addition per block for the whole
+/// tile (`wm` as [`WeightScales::rows`] gives it, `sy` as [`tile_sy`] makes it).
 #[inline(never)]
+#[allow(clippy::too_many_arguments)]
 fn scales_pass_tiles<F: Format, const R: usize, const T: usize>(
     wd: &[&[f32]; R],
-    wm: &[&[f32]; R],
+    wm: &[f32],
     ay: &[ActScales; T],
+    sy: &[f32],
     c0: usize,
     cn: usize,
     dbuf: &mut [[[f32; CHUNK]; R]; T],
-    summs: &mut [[f32; R]; T],
+    summs: &mut v128,
 ) {
     let end = c0 + cn;
-    assert!(cn <= CHUNK && wd.iter().all(|d| d.len() >= end));
-    assert!(!F::MINS || wm.iter().all(|m| m.len() >= end));
-    assert!(ay
-        .iter()
-        .all(|a| a.d.len() >= end && (!F::MINS || a.s.len() >= end)));
+    assert!(R <= 2 && T <= 2 && cn <= CHUNK && wd.iter().all(|d| d.len() >= end));
+    assert!(!F::MINS || (wm.len() >= end * R && sy.len() >= end * 4));
+    assert!(ay.iter().all(|a| a.d.len() >= end));
     let ld4 = |v: &[f32], k: usize| {
-        // SAFETY: k + 4 <= end, checked above against every slice read here.
+        // SAFETY: k + 4 <= v.len(), checked above against every slice read here.
         unsafe { v128_load(v.as_ptr().add(k) as *const v128) }
     };
     let mut k = 0;
@@ -666,12 +726,6 @@ fn scales_pass_tiles<F: Format, const R: usize, const T: usize>(
                 // SAFETY: k + 4 <= cn <= CHUNK.
                 unsafe { v128_store(dbuf[t][r][k..].as_mut_ptr() as *mut v128, d) };
             }
-            if F::MINS {
-                let vm = ld4(wm[r], i);
-                for t in 0..T {
-                    summs[t][r] = add_lanes_in_order(summs[t][r], f32x4_mul(vm, ld4(&ay[t].s, i)));
-                }
-            }
         }
         k += 4;
     }
@@ -680,12 +734,22 @@ fn scales_pass_tiles<F: Format, const R: usize, const T: usize>(
         for r in 0..R {
             for t in 0..T {
                 dbuf[t][r][k] = wd[r][i] * ay[t].d[i];
-                if F::MINS {
-                    summs[t][r] += wm[r][i] * ay[t].s[i];
-                }
             }
         }
         k += 1;
+    }
+    if F::MINS {
+        let mut acc = *summs;
+        for i in c0..end {
+            let m = if R == 2 {
+                // SAFETY: 2 * i + 2 <= wm.len() (checked above).
+                unsafe { v128_load64_splat(wm.as_ptr().add(2 * i) as *const u64) }
+            } else {
+                f32x4_splat(wm[i])
+            };
+            acc = f32x4_add(acc, f32x4_mul(m, ld4(sy, 4 * i)));
+        }
+        *summs = acc;
     }
 }
 
@@ -735,9 +799,9 @@ unsafe fn dot_pass_tiles<F: Format, const FUSED: bool, const R: usize, const T: 
 fn kernel_tiles<F: Format, const FUSED: bool, const R: usize, const T: usize>(
     w: &[u8],
     row_bytes: usize,
-    ws: &[(&[f32], &[f32]); R],
+    (wd, wm): &([&[f32]; R], &[f32]),
     a: &[&[u8]; T],
-    ay: &[ActScales; T],
+    (ay, sy): (&[ActScales; T], &[f32]),
     nb: usize,
     out: &mut [[f32; R]; T],
     dbuf: &mut [[[f32; CHUNK]; R]; T],
@@ -749,13 +813,11 @@ fn kernel_tiles<F: Format, const FUSED: bool, const R: usize, const T: usize>(
     let ap: [*const u8; T] = core::array::from_fn(|t| a[t].as_ptr());
     let mut lo = [[zero(); R]; T];
     let mut hi = [[zero(); R]; T];
-    let mut summs = [[0f32; R]; T];
-    let wd: [&[f32]; R] = core::array::from_fn(|r| ws[r].0);
-    let wm: [&[f32]; R] = core::array::from_fn(|r| ws[r].1);
+    let mut summs = f32x4_splat(0.0);
     let mut c0 = 0;
     while c0 < nb {
         let cn = CHUNK.min(nb - c0);
-        scales_pass_tiles::<F, R, T>(&wd, &wm, ay, c0, cn, dbuf, &mut summs);
+        scales_pass_tiles::<F, R, T>(wd, wm, ay, sy, c0, cn, dbuf, &mut summs);
         // SAFETY: the blocks c0..c0+cn of every row and of every `a[t]` are in bounds
         // (checked above).
         unsafe {
@@ -763,10 +825,13 @@ fn kernel_tiles<F: Format, const FUSED: bool, const R: usize, const T: usize>(
         }
         c0 += cn;
     }
+    let mut summs_lanes = [0f32; 4];
+    // SAFETY: 16 writable bytes.
+    unsafe { v128_store(summs_lanes.as_mut_ptr() as *mut v128, summs) };
     for t in 0..T {
         for r in 0..R {
             out[t][r] = if F::MINS {
-                hsum8(lo[t][r], hi[t][r]) + summs[t][r]
+                hsum8(lo[t][r], hi[t][r]) + summs_lanes[2 * t + r]
             } else {
                 hsum8(lo[t][r], hi[t][r])
             };
@@ -780,9 +845,9 @@ fn kernel_tiles<F: Format, const FUSED: bool, const R: usize, const T: usize>(
 fn run_tiles<F: Format, const R: usize, const T: usize>(
     w: &[u8],
     row_bytes: usize,
-    ws: &[(&[f32], &[f32]); R],
+    ws: &([&[f32]; R], &[f32]),
     a: &[&[u8]; T],
-    ay: &[ActScales; T],
+    ay: (&[ActScales; T], &[f32]),
     nb: usize,
     out: &mut [[f32; R]; T],
     dbuf: &mut [[[f32; CHUNK]; R]; T],
@@ -838,20 +903,23 @@ pub(crate) fn token_tiles(
         // zeroing them per tile cost 4% of prefill).
         let mut dbuf = [[[0f32; CHUNK]; TILE_ROWS]; TT];
         let mut dbuf1 = [[[0f32; CHUNK]; 1]; TT];
+        let mut sy = Vec::new();
         for i in 0..tiles {
             let t0 = i * TT;
             let a: [&[u8]; TT] = core::array::from_fn(|t| &acts[(t0 + t) * act_row..][..act_row]);
             let ay: [ActScales; TT] = core::array::from_fn(|t| ActScales::new::<F>(a[t], nb));
+            if F::MINS {
+                tile_sy(&ay, nb, &mut sy);
+            }
             let mut r = 0;
             while r + TILE_ROWS <= rows {
                 let mut o = [[0f32; TILE_ROWS]; TT];
-                let wr = core::array::from_fn(|k| ws.row(r + k));
                 run_tiles::<F, TILE_ROWS, TT>(
                     &w[r * rb..],
                     rb,
-                    &wr,
+                    &ws.rows(r),
                     &a,
-                    &ay,
+                    (&ay, &sy),
                     nb,
                     &mut o,
                     &mut dbuf,
@@ -866,9 +934,9 @@ pub(crate) fn token_tiles(
                 run_tiles::<F, 1, TT>(
                     &w[r * rb..],
                     rb,
-                    &[ws.row(r)],
+                    &ws.rows(r),
                     &a,
-                    &ay,
+                    (&ay, &sy),
                     nb,
                     &mut o,
                     &mut dbuf1,

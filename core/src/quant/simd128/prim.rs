@@ -240,20 +240,6 @@ pub(super) fn add_lanes_in_order(sum: f32, t: v128) -> f32 {
     s + f32x4_extract_lane::<3>(t)
 }
 
-/// The last `n` (1..=3) f32 lanes of `t` added to `sum` one after the other, as
-/// [`add_lanes_in_order`] does.
-#[inline(always)]
-pub(super) fn add_last_lanes_in_order(sum: f32, t: v128, n: usize) -> f32 {
-    let mut s = sum;
-    if n >= 3 {
-        s += f32x4_extract_lane::<1>(t);
-    }
-    if n >= 2 {
-        s += f32x4_extract_lane::<2>(t);
-    }
-    s + f32x4_extract_lane::<3>(t)
-}
-
 /// Bytes `0x10` where bit `j` of the 32-bit `qh` (in every u32 lane) is set, for bytes
 /// `j` in `16*half..16*half + 16` (Q5_0/Q5_1 fifth bits), else 0.
 #[inline(always)]
