@@ -10,7 +10,8 @@
 //! their absolute paths (so `CARGO_MANIFEST_DIR` paths work), of the
 //! workspace this runner was built from, of every directory listed in
 //! `WASM_RUNNER_DIRS` (`:`-separated) and of the current directory, except those
-//! inside another. SIMD, relaxed SIMD, memory64 and multi-memory are enabled. The
+//! inside another. SIMD, relaxed SIMD, memory64, multi-memory and epoch interruption (as
+//! in the component hosts) are enabled. The
 //! process exits with the guest's exit code (1 if `run` fails, 1 with a message on a
 //! trap; under `cargo test`, pass `-- --nocapture` to see a failed assertion's
 //! message, since a panic aborts the guest before the harness prints it).
@@ -116,6 +117,9 @@ fn run() -> Result<u8> {
     config.wasm_relaxed_simd(true);
     config.wasm_memory64(true);
     config.wasm_multi_memory(true);
+    // As the component hosts (`chord`, Spin) compile: with an epoch check at every loop
+    // header, which shapes register allocation (the kernel benchmarks must see it).
+    config.epoch_interruption(true);
     // `perf record` can name the compiled functions (`/tmp/perf-PID.map`).
     if std::env::var_os("WASM_RUNNER_PERFMAP").is_some() {
         config.profiler(wasmtime::ProfilingStrategy::PerfMap);
@@ -145,6 +149,8 @@ fn run() -> Result<u8> {
             table: ResourceTable::new(),
         },
     );
+    // Nothing advances the epoch: the deadline is never reached.
+    store.set_epoch_deadline(1);
     let command = Command::instantiate(&mut store, &component, &linker)
         .with_context(|| format!("instantiating {}", program.display()))?;
     match command.wasi_cli_run().call_run(&mut store) {
