@@ -265,6 +265,18 @@ fn st(s: &mut [f32], i: usize, v: v128) {
 #[inline(always)]
 fn vec_dot_f32<const FUSED: bool>(x: &[f32], y: &[f32]) -> f32 {
     let n = x.len().min(y.len());
+    if n == DOT_STEP {
+        // One step (heads of 64): straight-line code. The loops below would each be
+        // entered once per key, and Wasmtime checks its epoch at every loop header.
+        let r: [v128; 4] = core::array::from_fn(|v| {
+            let a: [v128; 4] = core::array::from_fn(|g| {
+                let i = 4 * v + LANES * g;
+                fma4::<FUSED>(ld(x, i), ld(y, i), f32x4_splat(0.0))
+            });
+            f32x4_add(f32x4_add(a[0], a[2]), f32x4_add(a[1], a[3]))
+        });
+        return hsum16x4(r);
+    }
     let np = n - n % DOT_STEP;
     let (x, y) = (&x[..n], &y[..n]);
     let steps = || {
