@@ -7,7 +7,9 @@
 //! the same order, so results are bit-identical to it.
 //!
 //! A super-block goes in chunks of 64 or 128 elements, in a loop kept rolled (see
-//! `prim::opaque`), for `R` weight rows at a time ([`kernel`]).
+//! `prim::opaque`), for `R` weight rows at a time ([`kernel`], decoding) or for one
+//! weight row against four tokens, each chunk's codes unpacked once for the four
+//! ([`kernel_tokens`], prefill).
 
 use core::arch::wasm32::*;
 
@@ -81,11 +83,20 @@ trait KFormat {
     ///
     /// Safety: `x` and `y` point to whole blocks.
     unsafe fn prepare(x: *const u8, y: *const u8) -> Self::Row;
-    /// `acc` plus the scaled integer dot of chunk `c` (elements `CHUNK * c..`) of block
-    /// `x` with the activation codes at `q8` (those of the chunk).
+    /// `acc[t]` plus the scaled integer dot of chunk `c` (elements `CHUNK * c..`) of
+    /// block `x` with the activation codes at `q8[t]` (those of the chunk of token
+    /// `t`): the weight codes are unpacked once for the `T` tokens. `row` is any of
+    /// the tokens' (the group scales are the weights').
     ///
-    /// Safety: `x` points to a whole block, `q8` to the chunk's codes, `c < 256 / CHUNK`.
-    unsafe fn chunk(x: *const u8, row: &Self::Row, c: usize, q8: *const u8, acc: v128) -> v128;
+    /// Safety: `x` points to a whole block, each `q8[t]` to a chunk's codes,
+    /// `c < 256 / CHUNK`.
+    unsafe fn chunk<const T: usize>(
+        x: *const u8,
+        row: &Self::Row,
+        c: usize,
+        q8: &[*const u8; T],
+        acc: &mut [v128; T],
+    );
     /// The block's `f32` term, from the exact integer sum of the chunks, as the scalar
     /// kernel computes it.
     ///
@@ -119,7 +130,9 @@ fn kernel<F: KFormat, const R: usize>(
             for c in 0..opaque(QK_K / F::CHUNK) {
                 let q8 = y.add(A_QS + F::CHUNK * c);
                 for r in 0..R {
-                    acc[r] = F::chunk(x[r], &rows[r], c, q8, acc[r]);
+                    let mut a = [acc[r]];
+                    F::chunk::<1>(x[r], &rows[r], c, &[q8], &mut a);
+                    acc[r] = a[0];
                 }
                 // Keeps the next chunk's loads below this one's work if LLVM unrolls.
                 core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
@@ -130,6 +143,89 @@ fn kernel<F: KFormat, const R: usize>(
         }
     }
     out[..R].copy_from_slice(&sumf);
+}
+
+/// One weight row (`nb` super-blocks of `w`) against `T` activation rows `a[t]`: each
+/// chunk's weight codes unpacked once for the `T` tokens (prefill); per token, the
+/// same integer sums and `f32` terms in the same order as [`kernel`].
+#[inline(always)]
+fn kernel_tokens<F: KFormat, const T: usize>(w: &[u8], a: &[&[u8]; T], nb: usize) -> [f32; T] {
+    // Every pointer below stays inside the first `nb` blocks of `w` and of each `a[t]`.
+    assert!(w.len() >= nb * F::WB && a.iter().all(|a| a.len() >= nb * AB));
+    let mut sumf = [0f32; T];
+    for i in 0..nb {
+        // SAFETY: block i of `w` and of every `a[t]` is in bounds (checked above).
+        unsafe {
+            let x = w.as_ptr().add(i * F::WB);
+            let y: [*const u8; T] = core::array::from_fn(|t| a[t].as_ptr().add(i * AB));
+            let rows: [F::Row; T] = core::array::from_fn(|t| F::prepare(x, y[t]));
+            let mut acc = [zero(); T];
+            for c in 0..opaque(QK_K / F::CHUNK) {
+                let q8: [*const u8; T] = core::array::from_fn(|t| y[t].add(A_QS + F::CHUNK * c));
+                F::chunk::<T>(x, &rows[0], c, &q8, &mut acc);
+                core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
+            }
+            for t in 0..T {
+                sumf[t] += F::term(x, y[t], &rows[t], hsum(acc[t]));
+            }
+        }
+    }
+    sumf
+}
+
+/// Activation rows per tile of [`token_tiles`].
+const TILE_TOKENS: usize = 4;
+
+/// Tiles of [`TILE_TOKENS`] activation rows (`act_row` bytes apart in `acts`) against
+/// the `rows` weight rows (`row_bytes` apart in `w`), `nb` super-blocks each:
+/// `out[t * out_stride + r]`. Returns how many activation rows were done (whole
+/// tiles, from the first), 0 for formats without a tile kernel.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn token_tiles(
+    ty: GgmlType,
+    w: &[u8],
+    row_bytes: usize,
+    rows: usize,
+    acts: &[u8],
+    act_row: usize,
+    nb: usize,
+    out: &mut [f32],
+    out_stride: usize,
+) -> usize {
+    #[allow(clippy::too_many_arguments)]
+    fn go<F: KFormat>(
+        w: &[u8],
+        rb: usize,
+        rows: usize,
+        acts: &[u8],
+        act_row: usize,
+        nb: usize,
+        out: &mut [f32],
+        stride: usize,
+    ) -> usize {
+        const TT: usize = TILE_TOKENS;
+        let tiles = acts.len().checked_div(act_row).unwrap_or(0) / TT;
+        for i in 0..tiles {
+            let t0 = i * TT;
+            let a: [&[u8]; TT] = core::array::from_fn(|t| &acts[(t0 + t) * act_row..][..act_row]);
+            for r in 0..rows {
+                let o = kernel_tokens::<F, TT>(&w[r * rb..], &a, nb);
+                for (t, o) in o.into_iter().enumerate() {
+                    out[(t0 + t) * stride + r] = o;
+                }
+            }
+        }
+        tiles * TT
+    }
+    let (rb, stride) = (row_bytes, out_stride);
+    match ty {
+        GgmlType::Q2K => go::<Q2K>(w, rb, rows, acts, act_row, nb, out, stride),
+        GgmlType::Q3K => go::<Q3K>(w, rb, rows, acts, act_row, nb, out, stride),
+        GgmlType::Q4K => go::<Q4K>(w, rb, rows, acts, act_row, nb, out, stride),
+        GgmlType::Q5K => go::<Q5K>(w, rb, rows, acts, act_row, nb, out, stride),
+        GgmlType::Q6K => go::<Q6K>(w, rb, rows, acts, act_row, nb, out, stride),
+        _ => 0,
+    }
 }
 
 /// One row.
@@ -168,34 +264,40 @@ impl KFormat for Q2K {
     }
 
     #[inline(always)]
-    unsafe fn chunk(x: *const u8, row: &Q2Row, h: usize, a: *const u8, acc: v128) -> v128 {
+    unsafe fn chunk<const T: usize>(
+        x: *const u8,
+        row: &Q2Row,
+        h: usize,
+        a: &[*const u8; T],
+        acc: &mut [v128; T],
+    ) {
         // Half h: bit pairs j of bytes 32h..32h+32 are elements 32j.. of the half.
         let q0 = ld(x.add(16 + 32 * h));
         let q1 = ld(x.add(32 + 32 * h));
         let m3 = u8x16_splat(3);
         let s = row.s[h & 1];
-        let mut acc = acc;
         macro_rules! group {
             ($j:literal) => {
                 let c0 = v128_and(u16x8_shr(q0, 2 * $j), m3);
                 let c1 = v128_and(u16x8_shr(q1, 2 * $j), m3);
-                acc = scaled(
-                    acc,
-                    dot2_u7_i8(c0, ld(a.add(32 * $j))),
-                    splat16::<{ 2 * $j }>(s),
-                );
-                acc = scaled(
-                    acc,
-                    dot2_u7_i8(c1, ld(a.add(32 * $j + 16))),
-                    splat16::<{ 2 * $j + 1 }>(s),
-                );
+                for t in 0..T {
+                    acc[t] = scaled(
+                        acc[t],
+                        dot2_u7_i8(c0, ld(a[t].add(32 * $j))),
+                        splat16::<{ 2 * $j }>(s),
+                    );
+                    acc[t] = scaled(
+                        acc[t],
+                        dot2_u7_i8(c1, ld(a[t].add(32 * $j + 16))),
+                        splat16::<{ 2 * $j + 1 }>(s),
+                    );
+                }
             };
         }
         group!(0);
         group!(1);
         group!(2);
         group!(3);
-        acc
     }
 
     #[inline(always)]
@@ -251,7 +353,13 @@ impl KFormat for Q3K {
     }
 
     #[inline(always)]
-    unsafe fn chunk(x: *const u8, row: &Q3Row, h: usize, a: *const u8, acc: v128) -> v128 {
+    unsafe fn chunk<const T: usize>(
+        x: *const u8,
+        row: &Q3Row,
+        h: usize,
+        a: &[*const u8; T],
+        acc: &mut [v128; T],
+    ) {
         // Half h: low bit pairs j of bytes 32 + 32h.., high bits 4h + j of `hmask`.
         let q0 = ld(x.add(32 + 32 * h));
         let q1 = ld(x.add(48 + 32 * h));
@@ -259,7 +367,6 @@ impl KFormat for Q3K {
         let hb1 = u16x8_shr(ld(x.add(16)), 4 * h as u32);
         let (m3, m4) = (u8x16_splat(3), u8x16_splat(4));
         let s = row.s[h & 1];
-        let mut acc = acc;
         macro_rules! group {
             ($j:literal) => {
                 let c0 = v128_or(
@@ -270,23 +377,24 @@ impl KFormat for Q3K {
                     v128_and(u16x8_shr(q1, 2 * $j), m3),
                     v128_and(move_bit(hb1, $j, 2), m4),
                 );
-                acc = scaled(
-                    acc,
-                    dot2_u7_i8(c0, ld(a.add(32 * $j))),
-                    splat16::<{ 2 * $j }>(s),
-                );
-                acc = scaled(
-                    acc,
-                    dot2_u7_i8(c1, ld(a.add(32 * $j + 16))),
-                    splat16::<{ 2 * $j + 1 }>(s),
-                );
+                for t in 0..T {
+                    acc[t] = scaled(
+                        acc[t],
+                        dot2_u7_i8(c0, ld(a[t].add(32 * $j))),
+                        splat16::<{ 2 * $j }>(s),
+                    );
+                    acc[t] = scaled(
+                        acc[t],
+                        dot2_u7_i8(c1, ld(a[t].add(32 * $j + 16))),
+                        splat16::<{ 2 * $j + 1 }>(s),
+                    );
+                }
             };
         }
         group!(0);
         group!(1);
         group!(2);
         group!(3);
-        acc
     }
 
     #[inline(always)]
@@ -352,23 +460,23 @@ unsafe fn k4_term(x: *const u8, y: *const u8, row: &K4Row, isum: i32) -> f32 {
     f16_at(x) * dy * isum as f32 - f16_at(x.add(2)) * dy * row.summins as f32
 }
 
-/// `acc` plus the two scaled group dots of a chunk: `l0`/`l1` the codes of the low
-/// group (elements 0..16, 16..32 of the chunk), `h0`/`h1` of the high group, `a` the
-/// chunk's activation codes. Safety: `a..a + 64` readable.
+/// `acc[t]` plus the two scaled group dots of a chunk: `l0`/`l1` the codes of the low
+/// group (elements 0..16, 16..32 of the chunk), `h0`/`h1` of the high group, `a[t]`
+/// the chunk's activation codes of token `t`. Safety: each `a[t]..a[t] + 64` readable.
 #[inline(always)]
-unsafe fn k4_chunk(
-    l0: v128,
-    l1: v128,
-    h0: v128,
-    h1: v128,
+unsafe fn k4_chunk<const T: usize>(
+    [l0, l1, h0, h1]: [v128; 4],
     s: v128,
-    a: *const u8,
-    acc: v128,
-) -> v128 {
-    // Two 16-bit pair sums of codes below 32 add up below 2^15.
-    let lo = i16x8_add(dot2_u7_i8(l0, ld(a)), dot2_u7_i8(l1, ld(a.add(16))));
-    let hi = i16x8_add(dot2_u7_i8(h0, ld(a.add(32))), dot2_u7_i8(h1, ld(a.add(48))));
-    scaled(scaled(acc, lo, splat16::<0>(s)), hi, splat16::<1>(s))
+    a: &[*const u8; T],
+    acc: &mut [v128; T],
+) {
+    for t in 0..T {
+        let a = a[t];
+        // Two 16-bit pair sums of codes below 32 add up below 2^15.
+        let lo = i16x8_add(dot2_u7_i8(l0, ld(a)), dot2_u7_i8(l1, ld(a.add(16))));
+        let hi = i16x8_add(dot2_u7_i8(h0, ld(a.add(32))), dot2_u7_i8(h1, ld(a.add(48))));
+        acc[t] = scaled(scaled(acc[t], lo, splat16::<0>(s)), hi, splat16::<1>(s));
+    }
 }
 
 struct Q4K;
@@ -384,13 +492,19 @@ impl KFormat for Q4K {
     }
 
     #[inline(always)]
-    unsafe fn chunk(x: *const u8, row: &K4Row, c: usize, a: *const u8, acc: v128) -> v128 {
+    unsafe fn chunk<const T: usize>(
+        x: *const u8,
+        row: &K4Row,
+        c: usize,
+        a: &[*const u8; T],
+        acc: &mut [v128; T],
+    ) {
         let q0 = ld(x.add(16 + 32 * c));
         let q1 = ld(x.add(32 + 32 * c));
         let m = u8x16_splat(0x0F);
         let (l0, l1) = (v128_and(q0, m), v128_and(q1, m));
         let (h0, h1) = (v128_and(u16x8_shr(q0, 4), m), v128_and(u16x8_shr(q1, 4), m));
-        k4_chunk(l0, l1, h0, h1, row.s[c & 3], a, acc)
+        k4_chunk([l0, l1, h0, h1], row.s[c & 3], a, acc)
     }
 
     #[inline(always)]
@@ -412,7 +526,13 @@ impl KFormat for Q5K {
     }
 
     #[inline(always)]
-    unsafe fn chunk(x: *const u8, row: &K4Row, c: usize, a: *const u8, acc: v128) -> v128 {
+    unsafe fn chunk<const T: usize>(
+        x: *const u8,
+        row: &K4Row,
+        c: usize,
+        a: &[*const u8; T],
+        acc: &mut [v128; T],
+    ) {
         let q0 = ld(x.add(48 + 32 * c));
         let q1 = ld(x.add(64 + 32 * c));
         // Bits 2c and 2c + 1 of each `qh` byte, moved to bits 0 and 1.
@@ -429,7 +549,7 @@ impl KFormat for Q5K {
             v128_and(u16x8_shr(q1, 4), m),
             v128_and(i16x8_shl(qh1, 3), b4),
         );
-        k4_chunk(l0, l1, h0, h1, row.s[c & 3], a, acc)
+        k4_chunk([l0, l1, h0, h1], row.s[c & 3], a, acc)
     }
 
     #[inline(always)]
@@ -465,7 +585,13 @@ impl KFormat for Q6K {
     }
 
     #[inline(always)]
-    unsafe fn chunk(x: *const u8, row: &Q6Row, h: usize, a: *const u8, acc: v128) -> v128 {
+    unsafe fn chunk<const T: usize>(
+        x: *const u8,
+        row: &Q6Row,
+        h: usize,
+        a: &[*const u8; T],
+        acc: &mut [v128; T],
+    ) {
         let ql = x.add(64 * h);
         let qh = x.add(128 + 32 * h);
         let (ql0, ql1, ql2, ql3) = (ld(ql), ld(ql.add(16)), ld(ql.add(32)), ld(ql.add(48)));
@@ -477,10 +603,16 @@ impl KFormat for Q6K {
             u8x16_splat(0x30),
         );
         let s = row.s[h & 1];
-        let mut acc = acc;
         macro_rules! group {
             ($k:literal, $c:expr) => {
-                acc = scaled(acc, dot2_u7_i8($c, ld(a.add(16 * $k))), splat16::<$k>(s));
+                let c = $c;
+                for t in 0..T {
+                    acc[t] = scaled(
+                        acc[t],
+                        dot2_u7_i8(c, ld(a[t].add(16 * $k))),
+                        splat16::<$k>(s),
+                    );
+                }
             };
         }
         // The 16 codes of each group of this half, in order.
@@ -522,7 +654,6 @@ impl KFormat for Q6K {
                 v128_and(u16x8_shr(qh1, 2), m2_4)
             )
         );
-        acc
     }
 
     #[inline(always)]

@@ -180,8 +180,9 @@ pub fn vec_dot_rows(
 /// [`vec_dot_type`]`(ty)`, back to back in `acts`) with each of the `rows` weight rows
 /// of `w`: `out[t * out_stride + r] = vec_dot(ty, row r, activation row t, n)`, bit for
 /// bit. This is the prefill form of [`vec_dot_rows`]: in wasm SIMD builds the
-/// 32-element block formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) take four activation rows
-/// at a time, unpacking each weight block once for the four.
+/// 32-element block formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) take two activation rows
+/// at a time against two weight rows, and the K-quants (Q2_K..Q6_K) four activation
+/// rows against one weight row, unpacking each weight block once for them.
 pub fn vec_dot_tokens(
     ty: GgmlType,
     w: &[u8],
@@ -217,17 +218,25 @@ pub fn vec_dot_tokens(
         ));
     }
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    let done = legacy::token_tiles(
-        ty,
-        w,
-        row,
-        rows,
-        acts,
-        act_row,
-        n / ty.block_size(),
-        out,
-        out_stride,
-    );
+    let done = {
+        let tiles = match ty {
+            GgmlType::Q2K | GgmlType::Q3K | GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K => {
+                kquants::token_tiles
+            }
+            _ => legacy::token_tiles,
+        };
+        tiles(
+            ty,
+            w,
+            row,
+            rows,
+            acts,
+            act_row,
+            n / ty.block_size(),
+            out,
+            out_stride,
+        )
+    };
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     let done = 0;
     for (t, at) in acts.chunks_exact(act_row).enumerate().skip(done) {
