@@ -58,6 +58,25 @@ fn move_bit(v: v128, s: u32, to: u32) -> v128 {
     }
 }
 
+/// `acc[t]` plus the scaled dots of two groups of 16 codes (`c0` with scale `s0`, `c1`
+/// with `s1`, splatted) with token `t`'s activation codes at `a[t] + off` and
+/// `a[t] + off + 16`. Safety: those 32 bytes of every `a[t]` are readable.
+#[inline(always)]
+unsafe fn two_groups<const T: usize>(
+    c0: v128,
+    c1: v128,
+    s0: v128,
+    s1: v128,
+    a: &[*const u8; T],
+    off: usize,
+    acc: &mut [v128; T],
+) {
+    for t in 0..T {
+        acc[t] = scaled(acc[t], dot2_u7_i8(c0, ld(a[t].add(off))), s0);
+        acc[t] = scaled(acc[t], dot2_u7_i8(c1, ld(a[t].add(off + 16))), s1);
+    }
+}
+
 /// The f16 at `p`, widened exactly (a cheaper path than `f16_to_f32` for finite values).
 /// Safety: `p..p + 2` readable.
 #[inline(always)]
@@ -280,18 +299,8 @@ impl KFormat for Q2K {
             ($j:literal) => {
                 let c0 = v128_and(u16x8_shr(q0, 2 * $j), m3);
                 let c1 = v128_and(u16x8_shr(q1, 2 * $j), m3);
-                for t in 0..T {
-                    acc[t] = scaled(
-                        acc[t],
-                        dot2_u7_i8(c0, ld(a[t].add(32 * $j))),
-                        splat16::<{ 2 * $j }>(s),
-                    );
-                    acc[t] = scaled(
-                        acc[t],
-                        dot2_u7_i8(c1, ld(a[t].add(32 * $j + 16))),
-                        splat16::<{ 2 * $j + 1 }>(s),
-                    );
-                }
+                let (s0, s1) = (splat16::<{ 2 * $j }>(s), splat16::<{ 2 * $j + 1 }>(s));
+                two_groups(c0, c1, s0, s1, a, 32 * $j, acc);
             };
         }
         group!(0);
@@ -377,18 +386,8 @@ impl KFormat for Q3K {
                     v128_and(u16x8_shr(q1, 2 * $j), m3),
                     v128_and(move_bit(hb1, $j, 2), m4),
                 );
-                for t in 0..T {
-                    acc[t] = scaled(
-                        acc[t],
-                        dot2_u7_i8(c0, ld(a[t].add(32 * $j))),
-                        splat16::<{ 2 * $j }>(s),
-                    );
-                    acc[t] = scaled(
-                        acc[t],
-                        dot2_u7_i8(c1, ld(a[t].add(32 * $j + 16))),
-                        splat16::<{ 2 * $j + 1 }>(s),
-                    );
-                }
+                let (s0, s1) = (splat16::<{ 2 * $j }>(s), splat16::<{ 2 * $j + 1 }>(s));
+                two_groups(c0, c1, s0, s1, a, 32 * $j, acc);
             };
         }
         group!(0);
