@@ -445,7 +445,8 @@ unsafe fn scales4_special<F: Format, const R: usize>(
 }
 
 /// The `d = dx * dy` of blocks `c0..c0+cn` (`cn <= CHUNK`) of `R` rows into `dbuf`, and
-/// (`MINS`) the `mx * sy` terms added to `summs` in block order.
+/// (`MINS`) the `mx * sy` terms of row `r` added to lane `r` of `summs` in block order
+/// (`R <= 4`).
 ///
 /// Safety: those blocks of every row (`x0`) are readable; `ay` has them.
 #[inline(never)]
