@@ -125,13 +125,13 @@ pub(super) struct Head<'a> {
 }
 
 impl Head<'_> {
-    /// The key of cache position `p` for this head.
+    /// The key of cache position `p` for these heads (their KV head).
     #[inline(always)]
     pub(super) fn key(&self, p: usize) -> &[f32] {
         &self.keys[p * self.kv_dim + self.kv_off..][..self.head_dim]
     }
 
-    /// The value of cache position `p` for this head.
+    /// The value of cache position `p` for these heads (their KV head).
     #[inline(always)]
     pub(super) fn value(&self, p: usize) -> &[f32] {
         &self.values[p * self.kv_dim + self.kv_off..][..self.head_dim]
