@@ -195,54 +195,29 @@ fn kernel_tokens<F: KFormat, const T: usize>(w: &[u8], a: &[&[u8]; T], nb: usize
 /// Activation rows per tile of [`token_tiles`].
 const TILE_TOKENS: usize = 4;
 
-/// Tiles of [`TILE_TOKENS`] activation rows (`act_row` bytes apart in `acts`) against
-/// the `rows` weight rows (`row_bytes` apart in `w`), `nb` super-blocks each:
-/// `out[t * out_stride + r]`. Returns how many activation rows were done (whole
-/// tiles, from the first), 0 for formats without a tile kernel.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn token_tiles(
-    ty: GgmlType,
-    w: &[u8],
-    row_bytes: usize,
-    rows: usize,
-    acts: &[u8],
-    act_row: usize,
-    nb: usize,
-    out: &mut [f32],
-    out_stride: usize,
-) -> usize {
-    #[allow(clippy::too_many_arguments)]
-    fn go<F: KFormat>(
-        w: &[u8],
-        rb: usize,
-        rows: usize,
-        acts: &[u8],
-        act_row: usize,
-        nb: usize,
-        out: &mut [f32],
-        stride: usize,
-    ) -> usize {
+/// Tiles of [`TILE_TOKENS`] activation rows against one weight row at a time (`job`'s
+/// blocks are super-blocks). Returns how many activation rows were done (whole tiles,
+/// from the first), 0 for formats without a tile kernel.
+pub(super) fn token_tiles(ty: GgmlType, job: &super::TokenTiles, out: &mut [f32]) -> usize {
+    fn go<F: KFormat>(job: &super::TokenTiles, out: &mut [f32]) -> usize {
         const TT: usize = TILE_TOKENS;
-        let tiles = acts.len().checked_div(act_row).unwrap_or(0) / TT;
+        let tiles = job.tiles(TT);
         for i in 0..tiles {
             let t0 = i * TT;
-            let a: [&[u8]; TT] = core::array::from_fn(|t| &acts[(t0 + t) * act_row..][..act_row]);
-            for r in 0..rows {
-                let o = kernel_tokens::<F, TT>(&w[r * rb..], &a, nb);
-                for (t, o) in o.into_iter().enumerate() {
-                    out[(t0 + t) * stride + r] = o;
-                }
+            let a = job.tokens::<TT>(t0);
+            for r in 0..job.rows {
+                let o = kernel_tokens::<F, TT>(job.weights_from(r), &a, job.nb);
+                job.store::<1, TT>(out, t0, r, &o.map(|v| [v]));
             }
         }
         tiles * TT
     }
-    let (rb, stride) = (row_bytes, out_stride);
     match ty {
-        GgmlType::Q2K => go::<Q2K>(w, rb, rows, acts, act_row, nb, out, stride),
-        GgmlType::Q3K => go::<Q3K>(w, rb, rows, acts, act_row, nb, out, stride),
-        GgmlType::Q4K => go::<Q4K>(w, rb, rows, acts, act_row, nb, out, stride),
-        GgmlType::Q5K => go::<Q5K>(w, rb, rows, acts, act_row, nb, out, stride),
-        GgmlType::Q6K => go::<Q6K>(w, rb, rows, acts, act_row, nb, out, stride),
+        GgmlType::Q2K => go::<Q2K>(job, out),
+        GgmlType::Q3K => go::<Q3K>(job, out),
+        GgmlType::Q4K => go::<Q4K>(job, out),
+        GgmlType::Q5K => go::<Q5K>(job, out),
+        GgmlType::Q6K => go::<Q6K>(job, out),
         _ => 0,
     }
 }

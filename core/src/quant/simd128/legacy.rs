@@ -69,9 +69,9 @@ fn fma_exact(d: v128, s: v128, acc: v128) -> v128 {
 #[inline(never)]
 fn fma_slow(d: v128, s: v128, acc: v128) -> v128 {
     let d = f32x4_extract_lane::<0>(d);
-    // SAFETY: plain bit reinterpretations of 16 bytes.
+    // SAFETY: a plain bit reinterpretation of 16 bytes.
     let s: [i32; 4] = unsafe { core::mem::transmute(s) };
-    let a: [f32; 4] = unsafe { core::mem::transmute(acc) };
+    let a = f32_lanes(acc);
     f32x4(
         d.mul_add(s[0] as f32, a[0]),
         d.mul_add(s[1] as f32, a[1]),
@@ -595,9 +595,7 @@ fn kernel<F: Format, const FUSED: bool, const R: usize>(
         }
         c0 += cn;
     }
-    let mut summs_lanes = [0f32; 4];
-    // SAFETY: 16 writable bytes.
-    unsafe { v128_store(summs_lanes.as_mut_ptr() as *mut v128, summs) };
+    let summs_lanes = f32_lanes(summs);
     for r in 0..R {
         out[r] = if F::MINS {
             hsum8(lo[r], hi[r]) + summs_lanes[r]
@@ -826,9 +824,7 @@ fn kernel_tiles<F: Format, const FUSED: bool, const R: usize, const T: usize>(
         }
         c0 += cn;
     }
-    let mut summs_lanes = [0f32; 4];
-    // SAFETY: 16 writable bytes.
-    unsafe { v128_store(summs_lanes.as_mut_ptr() as *mut v128, summs) };
+    let summs_lanes = f32_lanes(summs);
     for t in 0..T {
         for r in 0..R {
             out[t][r] = if F::MINS {
@@ -866,40 +862,22 @@ const TILE_TOKENS: usize = 2;
 /// activation loads fit in 16 registers.
 const TILE_ROWS: usize = 2;
 
-/// Tiles of [`TILE_TOKENS`] activation rows (`act_row` bytes apart in `acts`) against
-/// the `rows` weight rows (`row_bytes` apart in `w`), `nb` blocks each:
-/// `out[t * out_stride + r]`. Returns how many activation rows were done (whole tiles,
-/// from the first), 0 for formats without a tile kernel.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn token_tiles(
+/// Tiles of [`TILE_TOKENS`] activation rows against [`TILE_ROWS`] weight rows (the
+/// last odd row alone). Returns how many activation rows were done (whole tiles, from
+/// the first), 0 for formats without a tile kernel.
+pub(super) fn token_tiles(
     ty: super::super::GgmlType,
-    w: &[u8],
-    row_bytes: usize,
-    rows: usize,
-    acts: &[u8],
-    act_row: usize,
-    nb: usize,
+    job: &super::TokenTiles,
     out: &mut [f32],
-    out_stride: usize,
 ) -> usize {
     use super::super::GgmlType as T;
-    #[allow(clippy::too_many_arguments)]
-    fn go<F: Format>(
-        w: &[u8],
-        rb: usize,
-        rows: usize,
-        acts: &[u8],
-        act_row: usize,
-        nb: usize,
-        out: &mut [f32],
-        stride: usize,
-    ) -> usize {
+    fn go<F: Format>(job: &super::TokenTiles, out: &mut [f32]) -> usize {
         const TT: usize = TILE_TOKENS;
-        let tiles = acts.len() / act_row / TT;
+        let tiles = job.tiles(TT);
         if tiles == 0 {
             return 0;
         }
-        let ws = WeightScales::new::<F>(w, rb, rows, nb);
+        let ws = WeightScales::new::<F>(job.w, job.row_bytes, job.rows, job.nb);
         // The blocks' `d` of a tile's chunk, written before they are read (kept here:
         // zeroing them per tile cost 4% of prefill).
         let mut dbuf = [[[0f32; CHUNK]; TILE_ROWS]; TT];
@@ -907,57 +885,59 @@ pub(crate) fn token_tiles(
         let mut sy = Vec::new();
         for i in 0..tiles {
             let t0 = i * TT;
-            let a: [&[u8]; TT] = core::array::from_fn(|t| &acts[(t0 + t) * act_row..][..act_row]);
-            let ay: [ActScales; TT] = core::array::from_fn(|t| ActScales::new::<F>(a[t], nb));
+            let a = job.tokens::<TT>(t0);
+            let ay: [ActScales; TT] = core::array::from_fn(|t| ActScales::new::<F>(a[t], job.nb));
             if F::MINS {
-                tile_sy(&ay, nb, &mut sy);
+                tile_sy(&ay, job.nb, &mut sy);
             }
+            let tile = (&a, (&ay, &sy[..]));
             let mut r = 0;
-            while r + TILE_ROWS <= rows {
-                let mut o = [[0f32; TILE_ROWS]; TT];
-                run_tiles::<F, TILE_ROWS, TT>(
-                    &w[r * rb..],
-                    rb,
-                    &ws.rows(r),
-                    &a,
-                    (&ay, &sy),
-                    nb,
-                    &mut o,
-                    &mut dbuf,
-                );
-                for (t, ot) in o.iter().enumerate() {
-                    out[(t0 + t) * stride + r..][..TILE_ROWS].copy_from_slice(ot);
-                }
+            while r + TILE_ROWS <= job.rows {
+                tile_rows::<F, TILE_ROWS>(job, &ws, r, t0, tile, out, &mut dbuf);
                 r += TILE_ROWS;
             }
-            while r < rows {
-                let mut o = [[0f32; 1]; TT];
-                run_tiles::<F, 1, TT>(
-                    &w[r * rb..],
-                    rb,
-                    &ws.rows(r),
-                    &a,
-                    (&ay, &sy),
-                    nb,
-                    &mut o,
-                    &mut dbuf1,
-                );
-                for (t, ot) in o.iter().enumerate() {
-                    out[(t0 + t) * stride + r] = ot[0];
-                }
+            while r < job.rows {
+                tile_rows::<F, 1>(job, &ws, r, t0, tile, out, &mut dbuf1);
                 r += 1;
             }
         }
         tiles * TT
     }
     match ty {
-        T::Q4_0 => go::<Q4_0>(w, row_bytes, rows, acts, act_row, nb, out, out_stride),
-        T::Q4_1 => go::<Q4_1>(w, row_bytes, rows, acts, act_row, nb, out, out_stride),
-        T::Q5_0 => go::<Q5_0>(w, row_bytes, rows, acts, act_row, nb, out, out_stride),
-        T::Q5_1 => go::<Q5_1>(w, row_bytes, rows, acts, act_row, nb, out, out_stride),
-        T::Q8_0 => go::<Q8_0>(w, row_bytes, rows, acts, act_row, nb, out, out_stride),
+        T::Q4_0 => go::<Q4_0>(job, out),
+        T::Q4_1 => go::<Q4_1>(job, out),
+        T::Q5_0 => go::<Q5_0>(job, out),
+        T::Q5_1 => go::<Q5_1>(job, out),
+        T::Q8_0 => go::<Q8_0>(job, out),
         _ => 0,
     }
+}
+
+/// Weight rows `r..r + R` against a tile's activation rows `t0..` (their codes, scales
+/// and [`tile_sy`]), into `out`.
+#[inline(always)]
+#[allow(clippy::type_complexity)]
+fn tile_rows<F: Format, const R: usize>(
+    job: &super::TokenTiles,
+    ws: &WeightScales,
+    r: usize,
+    t0: usize,
+    (a, ay): (&[&[u8]; TILE_TOKENS], (&[ActScales; TILE_TOKENS], &[f32])),
+    out: &mut [f32],
+    dbuf: &mut [[[f32; CHUNK]; R]; TILE_TOKENS],
+) {
+    let mut o = [[0f32; R]; TILE_TOKENS];
+    run_tiles::<F, R, TILE_TOKENS>(
+        job.weights_from(r),
+        job.row_bytes,
+        &ws.rows(r),
+        a,
+        ay,
+        job.nb,
+        &mut o,
+        dbuf,
+    );
+    job.store(out, t0, r, &o);
 }
 
 /// One row.

@@ -219,23 +219,21 @@ pub fn vec_dot_tokens(
     }
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     let done = {
-        let tiles = match ty {
-            GgmlType::Q2K | GgmlType::Q3K | GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K => {
-                kquants::token_tiles
-            }
-            _ => legacy::token_tiles,
-        };
-        tiles(
-            ty,
+        let job = TokenTiles {
             w,
-            row,
+            row_bytes: row,
             rows,
             acts,
             act_row,
-            n / ty.block_size(),
-            out,
+            nb: n / ty.block_size(),
             out_stride,
-        )
+        };
+        match ty {
+            GgmlType::Q2K | GgmlType::Q3K | GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K => {
+                kquants::token_tiles(ty, &job, out)
+            }
+            _ => legacy::token_tiles(ty, &job, out),
+        }
     };
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     let done = 0;
@@ -243,6 +241,52 @@ pub fn vec_dot_tokens(
         vec_dot_rows(ty, w, at, n, &mut out[t * out_stride..][..rows])?;
     }
     Ok(())
+}
+
+/// The operands of [`vec_dot_tokens`] for the formats' tile kernels: `rows` weight
+/// rows `row_bytes` apart in `w` and activation rows `act_row` bytes apart in `acts`,
+/// `nb` blocks each; results at `out[t * out_stride + r]`.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+struct TokenTiles<'a> {
+    w: &'a [u8],
+    row_bytes: usize,
+    rows: usize,
+    acts: &'a [u8],
+    act_row: usize,
+    nb: usize,
+    out_stride: usize,
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+impl TokenTiles<'_> {
+    /// How many whole tiles of `tt` activation rows there are.
+    fn tiles(&self, tt: usize) -> usize {
+        self.acts.len().checked_div(self.act_row).unwrap_or(0) / tt
+    }
+
+    /// Activation rows `t0..t0 + T`.
+    fn tokens<const T: usize>(&self, t0: usize) -> [&[u8]; T] {
+        core::array::from_fn(|t| &self.acts[(t0 + t) * self.act_row..][..self.act_row])
+    }
+
+    /// Weight row `r` and the ones after it.
+    fn weights_from(&self, r: usize) -> &[u8] {
+        &self.w[r * self.row_bytes..]
+    }
+
+    /// Writes `o[t]` (results of `R` weight rows from `r`) for activation rows
+    /// `t0..t0 + T`.
+    fn store<const R: usize, const T: usize>(
+        &self,
+        out: &mut [f32],
+        t0: usize,
+        r: usize,
+        o: &[[f32; R]; T],
+    ) {
+        for (t, ot) in o.iter().enumerate() {
+            out[(t0 + t) * self.out_stride + r..][..R].copy_from_slice(ot);
+        }
+    }
 }
 
 /// The formats with a multi-row kernel handle as many rows as they can (a multiple of

@@ -222,6 +222,13 @@ pub(super) unsafe fn gather_pairs_u16<const XS: usize, const YS: usize>(
     u16x8_replace_lane::<7>(v, ld_u16(y.add(3 * YS)))
 }
 
+/// The four f32 lanes of `v`.
+#[inline(always)]
+pub(super) fn f32_lanes(v: v128) -> [f32; 4] {
+    // SAFETY: a plain bit reinterpretation of 16 bytes (every bit pattern is an f32).
+    unsafe { core::mem::transmute(v) }
+}
+
 /// The u32 at `p + k * stride` in lane `k` (0..4). Safety: the 16 bytes must be
 /// readable.
 #[inline(always)]
