@@ -70,7 +70,8 @@ impl Loaded {
         let header = Gguf::read_header(&src).map_err(load_error)?;
         let (model, info) = match header.architecture().map_err(load_error)? {
             "bert" => {
-                let b = BertEmbedder::from_gguf(&header, Box::new(weights)).map_err(load_error)?;
+                let b = BertEmbedder::from_gguf(&header, Box::new(weights.clone()))
+                    .map_err(load_error)?;
                 let c = &b.model.cfg;
                 let info = engine::ModelInfo::describe(
                     &header,
@@ -83,7 +84,8 @@ impl Loaded {
                 (Model::Encoder(b), info)
             }
             _ => {
-                let e = Engine::from_gguf(&header, Box::new(weights)).map_err(load_error)?;
+                let e =
+                    Engine::from_gguf(&header, Box::new(weights.clone())).map_err(load_error)?;
                 let info = e.info().clone();
                 (Model::Decoder(e), info)
             }

@@ -43,9 +43,9 @@ pub fn open_model(name: &str) -> Result<(PackedHeader, WasmWeights), Error> {
     if !name.is_empty() {
         return Err(Error::ModelNotFound);
     }
-    let weights = WasmWeights::new(memory::weights_memory_bytes());
+    let weights = memory::packed_weights();
     let header = PackedHeader {
-        weights,
+        weights: weights.clone(),
         len: memory::header_len(),
     };
     Ok((header, weights))

@@ -1,5 +1,5 @@
 //! The host's `weights` resource as a GGUF [`ByteSource`], and the copy of the whole
-//! file into the weights memory.
+//! file into memory 0 or the weights memory.
 
 use std::cell::RefCell;
 use std::io;
@@ -26,9 +26,8 @@ pub fn open_model(name: &str) -> Result<(BlobSource, memory::WasmWeights), Error
     Ok((src, weights))
 }
 
-/// Largest single `read` (the host caps reads at 64 MiB; Wasmtime's hostcall fuel
-/// is 128 MiB). 16 MiB keeps the transient memory-0 buffer small.
-pub const CHUNK: u64 = 16 << 20;
+/// Largest single `read` of the header window (the host caps reads at 64 MiB).
+const CHUNK: u64 = 16 << 20;
 
 pub struct BlobSource {
     blob: Blob,
@@ -47,39 +46,39 @@ impl BlobSource {
         }
     }
 
-    /// Grows the weights memory to the file's size and copies the file into it.
+    /// Copies the file into memory 0 or the weights memory (see [`memory::load`]).
     pub fn copy_into_weights_memory(&self) -> Result<memory::WasmWeights, Error> {
         let trace = std::env::var_os("WASM_CHORD_TRACE").is_some();
         let t0 = std::time::Instant::now();
-        memory::ensure_weights_capacity(self.len)?;
-        let (mut t_read, mut t_store) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
-        let mut at = 0;
-        while at < self.len {
-            let n = (self.len - at).min(CHUNK);
+        let mut t_read = std::time::Duration::ZERO;
+        let weights = memory::load(self.len, |at, buf| {
             let t = std::time::Instant::now();
             let chunk = self
                 .blob
-                .read(at, n as u32)
+                .read(at, buf.len() as u32)
                 .map_err(|e| Error::Runtime(format!("reading the model at {at}: {e}")))?;
-            if chunk.len() as u64 != n {
+            if chunk.len() != buf.len() {
                 return Err(Error::Runtime(format!(
-                    "host returned {} bytes for a read of {n} at {at}",
-                    chunk.len()
+                    "host returned {} bytes for a read of {} at {at}",
+                    chunk.len(),
+                    buf.len()
                 )));
             }
+            buf.copy_from_slice(&chunk);
             t_read += t.elapsed();
-            let t = std::time::Instant::now();
-            memory::store(at, &chunk);
-            t_store += t.elapsed();
-            at += n;
-        }
+            Ok(())
+        })?;
         if trace {
             eprintln!(
-                "[wasm-chord guest] grow {:.2?}, host reads {t_read:.2?}, stores {t_store:.2?}",
-                t0.elapsed() - t_read - t_store
+                "[wasm-chord guest] host reads {t_read:.2?}, the rest of the copy {:.2?} ({})",
+                t0.elapsed() - t_read,
+                match weights {
+                    memory::WasmWeights::Resident(_) => "memory 0",
+                    memory::WasmWeights::Separate { .. } => "weights memory",
+                }
             );
         }
-        Ok(memory::WasmWeights::new(self.len))
+        Ok(weights)
     }
 }
 

@@ -93,7 +93,7 @@ fn component_defines_a_64_bit_weights_memory() {
 }
 
 #[test]
-fn weights_memory_holds_the_model_file() {
+fn memory_0_holds_a_small_model_file() {
     let engine = engine();
     let file = std::fs::read(smollm2()).unwrap();
     let t0 = Instant::now();
@@ -109,21 +109,16 @@ fn weights_memory_holds_the_model_file() {
         "{info:?}"
     );
 
+    // Under the guest's 1 GiB bound the model is read into memory 0 (the kernels use
+    // it in place) and the 64-bit weights memory stays empty.
     let sizes = inst.memory_sizes().unwrap();
+    assert_eq!(sizes.weights, 0, "{sizes:?}");
     assert!(
-        sizes.weights >= file.len() as u64 && sizes.weights < file.len() as u64 + 65536,
+        sizes.main >= file.len() as u64 && sizes.main < file.len() as u64 + (256 << 20),
         "{sizes:?}"
     );
-    assert!(
-        sizes.main < sizes.weights,
-        "memory 0 ({}) should be far below the weights ({})",
-        sizes.main,
-        sizes.weights
-    );
-
-    // The host saw the weights memory grow to the file size, in one step.
     let report = inst.memory_report();
-    assert_eq!(report.largest_memory, sizes.weights, "{report:?}");
+    assert_eq!(report.largest_memory, sizes.main, "{report:?}");
 
     // Byte for byte: whole file, and a few ranges.
     let t2 = Instant::now();

@@ -10,16 +10,18 @@ mod handler;
 mod model_file;
 mod sink;
 
-/// Errors of the weights memory (the engine world uses its WIT error type).
+/// Errors while loading the model (the engine world uses its WIT error type).
 #[derive(Debug)]
 pub enum Error {
     OutOfMemory(String),
+    Read(String),
 }
 
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Error::OutOfMemory(m) => write!(f, "out of memory: {m}"),
+            Error::Read(m) => f.write_str(m),
         }
     }
 }

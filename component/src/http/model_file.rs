@@ -1,6 +1,6 @@
 //! The model as a file on the WASI filesystem (a Spin `files` mount, a
 //! `wasmtime serve --dir`, the directory `chord serve` preopens), copied into the
-//! 64-bit weights memory the first time a request needs the weights.
+//! memory 0 or the 64-bit weights memory the first time a request needs the weights.
 
 use std::path::{Path, PathBuf};
 
@@ -9,14 +9,12 @@ use chord_core::openai::ModelSource;
 use chord_core::weights::WeightMemory;
 
 use crate::memory::{self, WasmWeights};
+use crate::Error;
 
 /// Environment variable naming the GGUF file inside the guest's filesystem.
 pub const MODEL_ENV: &str = "WASM_CHORD_MODEL";
 /// Without it: the first `*.gguf` (by name) in this directory.
 pub const DEFAULT_DIR: &str = "/models";
-
-/// Bytes per read while copying (Wasmtime caps one host call's data at 128 MiB).
-const CHUNK: usize = 16 << 20;
 
 pub struct ModelFile {
     id: String,
@@ -58,19 +56,12 @@ impl ModelFile {
     }
 
     fn copy_into_weights_memory(&self) -> Result<WasmWeights, String> {
-        let len = self.file.len();
-        memory::ensure_weights_capacity(len).map_err(|e| e.to_string())?;
-        let mut buf = vec![0u8; CHUNK.min(len as usize)];
-        let mut at = 0u64;
-        while at < len {
-            let n = ((len - at) as usize).min(CHUNK);
+        memory::load(self.file.len(), |at, buf| {
             self.file
-                .read_at(at, &mut buf[..n])
-                .map_err(|e| format!("reading the model at {at}: {e}"))?;
-            memory::store(at, &buf[..n]);
-            at += n as u64;
-        }
-        Ok(WasmWeights::new(len))
+                .read_at(at, buf)
+                .map_err(|e| Error::Read(format!("reading the model at {at}: {e}")))
+        })
+        .map_err(|e| e.to_string())
     }
 }
 
@@ -91,11 +82,11 @@ impl ModelSource for ModelFile {
     }
 
     fn weights(&mut self) -> Result<Box<dyn WeightMemory>, String> {
-        let w = match self.weights {
-            Some(w) => w,
+        let w = match &self.weights {
+            Some(w) => w.clone(),
             None => {
                 let w = self.copy_into_weights_memory()?;
-                self.weights = Some(w);
+                self.weights = Some(w.clone());
                 w
             }
         };
