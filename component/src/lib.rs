@@ -1,15 +1,18 @@
 //! The wasm-chord guest: the engine as a `wasm32-wasip2` component.
 //!
-//! Memory 0 holds the heap, activations and KV cache. The model file lives in a
-//! separate 64-bit *weights memory* (memory index 1) that this module defines after
-//! the post-link rewrite done by `cargo xtask build` (see `xtask/src/rewrite.rs`):
-//! on first use the guest grows it to the GGUF file's size and copies the file in,
-//! chunk by chunk, from the imported `weights` resource, so that an offset in the
-//! weights memory is the same offset in the file.
+//! Memory 0 holds the heap, activations and KV cache. A model up to 1 GiB is read
+//! into memory 0 too, on first use, from the imported `weights` resource, and the
+//! kernels read it in place. A larger one lives in a separate 64-bit *weights
+//! memory* (memory index 1) that this module defines after the post-link rewrite done
+//! by `cargo xtask build` (see `xtask/src/rewrite.rs`): the guest grows it to the GGUF
+//! file's size and copies the file in, chunk by chunk, so that an offset in the
+//! weights memory is the same offset in the file (see `memory.rs`).
 //!
 //! With the `packed` feature the guest is the engine of a packed component
-//! (`chord pack`): the model is built in, spread over read-only shard memories (see
-//! `memory.rs` and `packed.rs`), and nothing but WASI is imported.
+//! (`chord pack`): the model is built in, as the copy-on-write image of memory 0
+//! above the engine's own memory or, when larger than one shard, spread over
+//! read-only shard memories (see `memory.rs` and `packed.rs`), and nothing but WASI
+//! is imported.
 //!
 //! With the cargo feature `http` the crate is instead the `wasi:http/proxy` server
 //! of [`http`]: same engine and weights memory, model read from the filesystem.

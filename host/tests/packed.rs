@@ -16,25 +16,64 @@ use common::{built, smollm2, workspace};
 /// Small enough that SmolLM2 Q4_1 (~92 MiB of tensors) needs 3 shards.
 const SHARD_SIZE: u64 = 40_000_000;
 
-/// SmolLM2 Q4_1 packed once per test binary, with the `chord` binary.
-fn packed() -> &'static Path {
-    static PACKED: OnceLock<PathBuf> = OnceLock::new();
-    PACKED.get_or_init(|| {
+/// SmolLM2 Q4_1 packed with the `chord` binary into `name` (once per test binary),
+/// with `--shard-size` when given.
+fn pack_once(
+    cell: &'static OnceLock<PathBuf>,
+    name: &str,
+    shard_size: Option<u64>,
+) -> &'static Path {
+    cell.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("wasm-chord-packed-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let out = dir.join("smollm2-q4_1.wasm");
-        let status = Command::new(env!("CARGO_BIN_EXE_chord"))
-            .arg("pack")
-            .arg(smollm2())
-            .arg("-o")
-            .arg(&out)
-            .args(["--shard-size", &SHARD_SIZE.to_string(), "--engine"])
+        let out = dir.join(name);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_chord"));
+        cmd.arg("pack").arg(smollm2()).arg("-o").arg(&out);
+        if let Some(size) = shard_size {
+            cmd.args(["--shard-size", &size.to_string()]);
+        }
+        let status = cmd
+            .arg("--engine")
             .arg(built("wasm-chord-packed-engine.wasm"))
             .status()
             .unwrap();
         assert!(status.success(), "chord pack failed");
         out
     })
+}
+
+/// In three shard memories.
+fn packed() -> &'static Path {
+    static PACKED: OnceLock<PathBuf> = OnceLock::new();
+    pack_once(&PACKED, "smollm2-q4_1-shards.wasm", Some(SHARD_SIZE))
+}
+
+/// With the default shard size: one shard, so resident in memory 0.
+fn resident() -> &'static Path {
+    static PACKED: OnceLock<PathBuf> = OnceLock::new();
+    pack_once(&PACKED, "smollm2-q4_1-resident.wasm", None)
+}
+
+/// The runtime-loaded component's logits and greedy tokens for a fixture prompt, and
+/// llama.cpp's first greedy token after it.
+fn runtime_loaded_logits() -> (Vec<u32>, chord::runtime::EvalResult, u32) {
+    let fixture = std::fs::read_to_string(
+        workspace().join("fixtures/logits/smollm2-135m-instruct-q4_1.jsonl"),
+    )
+    .unwrap();
+    let case: serde_json::Value = serde_json::from_str(fixture.lines().nth(1).unwrap()).unwrap();
+    let ids: Vec<u32> = case["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    let positions = case["positions"].as_array().unwrap();
+    let expected_first = positions.last().unwrap()["top"][0][0].as_u64().unwrap() as u32;
+    let mut runtime = ComponentEngine::new(built("wasm-chord.wasm")).unwrap();
+    runtime.load_model(smollm2()).unwrap();
+    let want = runtime.logits(&ids, 8, 10).unwrap();
+    (ids, want, expected_first)
 }
 
 #[test]
@@ -89,24 +128,7 @@ fn packed_component_has_shards_and_imports_only_wasi() {
 
 #[test]
 fn packed_generates_the_same_logits_and_tokens_as_runtime_loaded() {
-    let fixture = std::fs::read_to_string(
-        workspace().join("fixtures/logits/smollm2-135m-instruct-q4_1.jsonl"),
-    )
-    .unwrap();
-    let case: serde_json::Value = serde_json::from_str(fixture.lines().nth(1).unwrap()).unwrap();
-    let ids: Vec<u32> = case["ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect();
-    let positions = case["positions"].as_array().unwrap();
-    let expected_first = positions.last().unwrap()["top"][0][0].as_u64().unwrap() as u32;
-
-    let mut runtime = ComponentEngine::new(built("wasm-chord.wasm")).unwrap();
-    runtime.load_model(smollm2()).unwrap();
-    let want = runtime.logits(&ids, 8, 10).unwrap();
-
+    let (ids, want, expected_first) = runtime_loaded_logits();
     let packed = ComponentEngine::new(packed()).unwrap();
     let got = packed.logits(&ids, 8, 10).unwrap();
     assert_eq!(got, want, "packed and runtime-loaded logits differ");
@@ -116,6 +138,54 @@ fn packed_generates_the_same_logits_and_tokens_as_runtime_loaded() {
     let info = packed.info().unwrap();
     assert_eq!(info.architecture, "llama");
     assert_eq!(info.layer_count, 30);
+}
+
+/// A model that fits in one shard is packed into memory 0: the engine imports its
+/// memory 0 from the shard module, the weights sit above the engine's own memory,
+/// and the answers are the runtime-loaded component's.
+#[test]
+fn a_one_shard_model_is_resident_in_memory_0() {
+    let bytes = std::fs::read(resident()).unwrap();
+    chord_pack::validate_component(&bytes).unwrap();
+    let layout = chord_pack::read_layout(&bytes).unwrap();
+    assert_eq!(layout.shards.len(), 1);
+    let base = layout.resident_base.expect("one shard: resident");
+    assert!(base > 0 && base % 65536 == 0, "{base:#x}");
+    // The engine module defines no memory: its memory 0 is the shard's.
+    let mut memory_imports = Vec::new();
+    for payload in wasmparser::Parser::new(0).parse_all(&bytes) {
+        if let wasmparser::Payload::ImportSection(r) = payload.unwrap() {
+            for imp in r.into_imports() {
+                let imp = imp.unwrap();
+                if let wasmparser::TypeRef::Memory(m) = imp.ty {
+                    memory_imports.push((imp.module.to_string(), m));
+                }
+            }
+        }
+    }
+    let shard0: Vec<_> = memory_imports
+        .iter()
+        .filter(|(module, _)| module == "wasm-chord:shard0")
+        .collect();
+    assert_eq!(shard0.len(), 1, "{memory_imports:?}");
+    let (_, memory) = shard0[0];
+    assert!(!memory.memory64 && memory.maximum.is_none(), "{memory:?}");
+    assert_eq!(memory.initial, base / 65536 + layout.shards[0].pages);
+
+    let (ids, want, _) = runtime_loaded_logits();
+    let engine = ComponentEngine::new(resident()).unwrap();
+    assert_eq!(engine.logits(&ids, 8, 10).unwrap(), want);
+    let mut inst = engine.instance().unwrap();
+    let sizes = inst.memory_sizes().unwrap();
+    assert_eq!(sizes.weights, 0, "{sizes:?}");
+    assert!(sizes.main >= base + layout.shards[0].len, "{sizes:?}");
+    // A generation grows the heap above the weights and leaves them intact.
+    let params = chord::runtime::SamplingParams {
+        max_tokens: Some(4),
+        ..Default::default()
+    };
+    inst.generate("Once upon a time", &params).unwrap();
+    assert_eq!(inst.logits(&ids, 8, 10).unwrap(), want);
 }
 
 /// A plain Wasmtime host that links nothing but WASI runs the packed component.

@@ -23,6 +23,9 @@ pub struct Layout {
     /// End of the virtual address space (`last shard << 32 | its length`).
     pub virtual_len: u64,
     pub shards: Vec<ShardInfo>,
+    /// Resident model: the memory-0 address of shard 0 (whose memory is memory 0).
+    #[serde(default)]
+    pub resident_base: Option<u64>,
     /// In GGUF order.
     pub tensors: Vec<TensorInfo>,
 }
@@ -31,7 +34,8 @@ pub struct Layout {
 pub struct ShardInfo {
     /// Bytes of data (the data segment).
     pub len: u64,
-    /// Size of the shard memory in 64 KiB pages (minimum = maximum).
+    /// Pages of the shard's data (64 KiB each; a separate shard memory has exactly
+    /// these, a resident one these above the engine's own).
     pub pages: u64,
     /// Where the data segment's bytes start in the component file.
     pub file_offset: u64,

@@ -7,6 +7,9 @@
 //! `packed` feature) imports the K memories; a weight address is virtual,
 //! `shard << 32 | offset`. Shard 0 starts with the model's GGUF header whose tensor
 //! offsets are patched to virtual addresses, so the guest needs no host import.
+//! A model that fits in one shard is *resident*: its shard module's memory is the
+//! engine's memory 0 (the weights above the engine's own initial memory), so the
+//! kernels read the weights in place instead of copying them out of a shard.
 //!
 //! Steps: plan the shards ([`plan`]), patch the header ([`header`]), rewrite the
 //! engine's intrinsics for K shards ([`rewrite`]), componentize (wit-component),
@@ -77,20 +80,24 @@ pub fn pack(
         .iter()
         .map(|&len| len.div_ceil(PAGE).max(1))
         .collect();
+    // A model that fits in one shard goes into memory 0, where the kernels read it in
+    // place instead of copying each range out of a shard memory.
+    let resident = plan.shard_lens.len() == 1;
     let engine = rewrite::rewrite_packed(
         engine,
         &rewrite::ShardMemories {
             pages: &pages,
             virtual_len: plan.virtual_len(),
             header_len: g.data_offset,
+            resident,
         },
     )?;
     let component = wit_component::ComponentEncoder::default()
-        .module(&engine)
+        .module(&engine.module)
         .and_then(|e| e.validate(true).encode())
         .map_err(|e| PackError::Component(format!("wit-component: {e:#}")))?;
     let shards = plan.shard_lens.len() as u32;
-    let linked = surgery::link_shards(&component, shards)?;
+    let linked = surgery::link_shards(&component, shards, resident)?;
 
     // Stream: preamble, the engine's modules, shard modules, their instances, the
     // rest of the engine, the layout.
@@ -99,7 +106,20 @@ pub fn pack(
     w.write_all(&linked.before)?;
     let mut shard_infos = Vec::with_capacity(shards as usize);
     for (k, (&len, &pages)) in plan.shard_lens.iter().zip(&pages).enumerate() {
-        let file_offset = write_shard_module(&mut w, len, pages, |w| {
+        // A resident shard is memory 0: growable, the data above the engine's own.
+        let memory = match engine.resident {
+            Some((base, initial)) => ShardMemory {
+                base,
+                initial,
+                maximum: None,
+            },
+            None => ShardMemory {
+                base: 0,
+                initial: pages,
+                maximum: Some(pages),
+            },
+        };
+        let file_offset = write_shard_module(&mut w, len, memory, |w| {
             let mut at = 0u64;
             if k == 0 {
                 w.write_all(&header)?;
@@ -140,6 +160,7 @@ pub fn pack(
         header_len: g.data_offset,
         virtual_len: plan.virtual_len(),
         shards: shard_infos,
+        resident_base: engine.resident.map(|(base, _)| base),
         tensors: placements
             .map(|(p, t)| TensorInfo {
                 name: t.name.clone(),
@@ -188,6 +209,19 @@ fn leb(out: &mut Vec<u8>, mut v: u64) {
     }
 }
 
+/// Signed LEB128 (`i32.const` immediates).
+fn sleb(out: &mut Vec<u8>, mut v: i64) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if (v == 0 && byte & 0x40 == 0) || (v == -1 && byte & 0x40 != 0) {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
 fn leb_len(v: u64) -> u64 {
     let mut buf = Vec::new();
     leb(&mut buf, v);
@@ -215,21 +249,35 @@ fn write_zeros(w: &mut dyn Write, mut n: u64) -> io::Result<()> {
 /// `pages` pages (minimum = maximum), exported as `memory`, with one active data
 /// segment at 0 of `len` bytes produced by `data`. The data is streamed: a shard
 /// never sits in memory. Returns the file offset of the segment's first byte.
+/// A shard module's memory: its size in pages, and where the shard's bytes start.
+struct ShardMemory {
+    base: u64,
+    initial: u64,
+    maximum: Option<u64>,
+}
+
 fn write_shard_module<W: Write>(
     w: &mut CountingWriter<'_, W>,
     len: u64,
-    pages: u64,
+    memory: ShardMemory,
     data: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> Result<u64, PackError> {
-    let mut memory = vec![0x01, 0x01];
-    leb(&mut memory, pages);
-    leb(&mut memory, pages);
+    let base = i32::try_from(memory.base)
+        .map_err(|_| PackError::Component("shard base beyond 2 GiB".into()))?;
+    let mut limits = vec![0x01, u8::from(memory.maximum.is_some())];
+    leb(&mut limits, memory.initial);
+    if let Some(max) = memory.maximum {
+        leb(&mut limits, max);
+    }
+    let memory = limits;
     let mut export = vec![0x01];
     leb(&mut export, 6);
     export.extend_from_slice(b"memory");
     export.extend_from_slice(&[0x02, 0x00]);
-    // count, flags (active, memory 0), `i32.const 0; end`, then the byte vector.
-    let mut data_head = vec![0x01, 0x00, 0x41, 0x00, 0x0b];
+    // count, flags (active, memory 0), `i32.const base; end`, then the byte vector.
+    let mut data_head = vec![0x01, 0x00, 0x41];
+    sleb(&mut data_head, i64::from(base));
+    data_head.push(0x0b);
     leb(&mut data_head, len);
     let data_body = data_head.len() as u64 + len;
 

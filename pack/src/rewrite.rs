@@ -1,17 +1,20 @@
 //! Post-link rewrite of the packed engine's intrinsics (module `wasm-chord:packed`)
 //! for one model: the module gets one 32-bit memory per shard (defined here, sized
-//! exactly; `surgery` later turns them into imports), and
+//! exactly; `surgery` later turns them into imports), or, for a *resident* model
+//! (one shard), memory 0 grows by the shard's pages, which `surgery` turns into an
+//! import of the shard's memory, and
 //!
 //! | import                                 | becomes                                  |
 //! |----------------------------------------|------------------------------------------|
 //! | `copy(dst: i32, src: i64, len: i32)`   | call to a dispatcher: `br_table` on `src >> 32`, then `memory.copy 0 shard` at `src & 0xffff_ffff` |
 //! | `len() -> i64`                         | `i64.const` end of the virtual address space |
 //! | `header-len() -> i64`                  | `i64.const` bytes of the packed header      |
+//! | `resident-base() -> i64`               | `i64.const` memory-0 address of the shard (resident), else `u64::MAX` |
 
 use walrus::ir::{BinaryOp, Instr, InstrLocId, InstrSeqId, UnaryOp, Value, VisitorMut};
 use walrus::{FunctionBuilder, FunctionId, ImportKind, MemoryId, Module, ValType};
 
-use crate::PackError;
+use crate::{PackError, PAGE};
 
 pub const PACKED_MODULE: &str = "wasm-chord:packed";
 
@@ -20,6 +23,7 @@ enum Intrinsic {
     Copy,
     Len,
     HeaderLen,
+    ResidentBase,
 }
 
 impl Intrinsic {
@@ -28,6 +32,7 @@ impl Intrinsic {
             "copy" => Self::Copy,
             "len" => Self::Len,
             "header-len" => Self::HeaderLen,
+            "resident-base" => Self::ResidentBase,
             _ => return None,
         })
     }
@@ -36,7 +41,7 @@ impl Intrinsic {
         use ValType::{I32, I64};
         match self {
             Self::Copy => (&[I32, I64, I32], &[]),
-            Self::Len | Self::HeaderLen => (&[], &[I64]),
+            Self::Len | Self::HeaderLen | Self::ResidentBase => (&[], &[I64]),
         }
     }
 }
@@ -47,6 +52,17 @@ pub struct ShardMemories<'a> {
     pub pages: &'a [u64],
     pub virtual_len: u64,
     pub header_len: u64,
+    /// One shard, placed in memory 0 above the engine's own initial memory instead of
+    /// in a memory of its own: the kernels then read the weights in place.
+    pub resident: bool,
+}
+
+/// The rewritten engine module.
+pub struct Rewritten {
+    pub module: Vec<u8>,
+    /// Resident: where the shard starts in memory 0 (a page boundary), and the
+    /// initial pages of memory 0 (the shard's end).
+    pub resident: Option<(u64, u64)>,
 }
 
 fn err(why: impl Into<String>) -> PackError {
@@ -54,7 +70,7 @@ fn err(why: impl Into<String>) -> PackError {
 }
 
 /// Rewrites the packed engine's linked core module (see the module docs).
-pub fn rewrite_packed(core: &[u8], shards: &ShardMemories) -> Result<Vec<u8>, PackError> {
+pub fn rewrite_packed(core: &[u8], shards: &ShardMemories) -> Result<Rewritten, PackError> {
     let mut config = walrus::ModuleConfig::new();
     config.generate_producers_section(false);
     let mut module = config
@@ -101,18 +117,38 @@ pub fn rewrite_packed(core: &[u8], shards: &ShardMemories) -> Result<Vec<u8>, Pa
         )));
     }
 
-    let shard_memories: Vec<MemoryId> = shards
-        .pages
-        .iter()
-        .enumerate()
-        .map(|(k, &pages)| {
-            let id = module
-                .memories
-                .add_local(false, false, pages, Some(pages), None);
-            module.memories.get_mut(id).name = Some(format!("shard{k}"));
-            id
-        })
-        .collect();
+    // Each shard's memory and the address of its byte 0 in it.
+    let (shard_memories, resident) = if shards.resident {
+        let [pages] = shards.pages else {
+            return Err(err("a resident model must fit in one shard"));
+        };
+        // Above everything the linker placed and the allocator's initial region
+        // (`__heap_end`): the allocator only grows memory 0 beyond its current size.
+        let memory = module.memories.get_mut(main);
+        let base_pages = memory.initial;
+        memory.initial = base_pages + pages;
+        if memory.maximum.is_some_and(|max| max < memory.initial) {
+            return Err(err("memory 0 has a maximum below the model's end"));
+        }
+        (
+            vec![(main, base_pages * PAGE)],
+            Some((base_pages * PAGE, memory.initial)),
+        )
+    } else {
+        let memories = shards
+            .pages
+            .iter()
+            .enumerate()
+            .map(|(k, &pages)| {
+                let id = module
+                    .memories
+                    .add_local(false, false, pages, Some(pages), None);
+                module.memories.get_mut(id).name = Some(format!("shard{k}"));
+                (id, 0)
+            })
+            .collect();
+        (memories, None)
+    };
     let dispatch = build_dispatch(&mut module, main, &shard_memories);
 
     let mut rewriter = Rewriter {
@@ -120,6 +156,7 @@ pub fn rewrite_packed(core: &[u8], shards: &ShardMemories) -> Result<Vec<u8>, Pa
         dispatch,
         virtual_len: shards.virtual_len,
         header_len: shards.header_len,
+        resident_base: resident.map_or(u64::MAX, |(base, _)| base),
         bad_tail_call: false,
     };
     for (_, func) in module.funcs.iter_local_mut() {
@@ -152,13 +189,16 @@ pub fn rewrite_packed(core: &[u8], shards: &ShardMemories) -> Result<Vec<u8>, Pa
     for id in debug {
         module.customs.delete(id);
     }
-    Ok(module.emit_wasm())
+    Ok(Rewritten {
+        module: module.emit_wasm(),
+        resident,
+    })
 }
 
 /// `(dst: i32, src: i64, len: i32)`: nested blocks around a `br_table` on the
-/// shard index; block k's end is followed by the copy from shard k; an index past
-/// the last shard traps.
-fn build_dispatch(module: &mut Module, main: MemoryId, shards: &[MemoryId]) -> FunctionId {
+/// shard index; block k's end is followed by the copy from shard k (its memory, and
+/// the address of the shard's byte 0 there); an index past the last shard traps.
+fn build_dispatch(module: &mut Module, main: MemoryId, shards: &[(MemoryId, u64)]) -> FunctionId {
     use ValType::{I32, I64};
     let mut b = FunctionBuilder::new(&mut module.types, &[I32, I64, I32], &[]);
     b.name("wasm_chord_shard_copy".into());
@@ -176,12 +216,14 @@ fn build_dispatch(module: &mut Module, main: MemoryId, shards: &[MemoryId]) -> F
         .binop(BinaryOp::I64ShrU)
         .unop(UnaryOp::I32WrapI64)
         .br_table(blocks[..shards.len()].into(), blocks[shards.len()]);
-    for (k, &shard) in shards.iter().enumerate() {
+    for (k, &(shard, base)) in shards.iter().enumerate() {
         b.instr_seq(blocks[k + 1])
             .instr(walrus::ir::Block { seq: blocks[k] })
             .local_get(dst)
             .local_get(src)
             .unop(UnaryOp::I32WrapI64)
+            .i32_const(base as i32)
+            .binop(BinaryOp::I32Add)
             .local_get(len)
             .memory_copy(shard, main)
             .return_();
@@ -199,6 +241,7 @@ struct Rewriter<'a> {
     dispatch: FunctionId,
     virtual_len: u64,
     header_len: u64,
+    resident_base: u64,
     bad_tail_call: bool,
 }
 
@@ -226,6 +269,7 @@ impl VisitorMut for Rewriter<'_> {
             }),
             Intrinsic::Len => constant(self.virtual_len),
             Intrinsic::HeaderLen => constant(self.header_len),
+            Intrinsic::ResidentBase => constant(self.resident_base),
         };
     }
 }

@@ -8,7 +8,10 @@
 //! records code offsets as u32, so code must stay in the first 4 GiB of the
 //! file), before every instantiation. Later core module indices and every core
 //! instance index move up by K, and the engine's instantiation gets one more
-//! argument per shard.
+//! argument per shard. A resident model's one shard is the engine's memory 0
+//! itself: the engine imports memory 0 from the shard module instead of defining
+//! it (the shard's data segment is its copy-on-write image; the engine's own data
+//! segments are copied in at instantiation, as for any imported memory).
 
 use std::convert::Infallible;
 
@@ -40,10 +43,12 @@ pub struct Linked {
 }
 
 /// Re-encodes the engine component for a component in which core modules
-/// `first_shard..first_shard + shards` and core instances `0..shards` are the shards.
-pub fn link_shards(component: &[u8], shards: u32) -> Result<Linked, PackError> {
-    let scan = scan(component, shards)?;
-    let main_bytes = import_shard_memories(scan.main_bytes, shards)?;
+/// `first_shard..first_shard + shards` and core instances `0..shards` are the shards
+/// (`resident`: one shard, memory 0).
+pub fn link_shards(component: &[u8], shards: u32, resident: bool) -> Result<Linked, PackError> {
+    let defined = if resident { 1 } else { 1 + shards };
+    let scan = scan(component, defined)?;
+    let main_bytes = import_shard_memories(scan.main_bytes, shards, resident)?;
     let mut linker = ShardLinker {
         shards,
         first_shard: scan.modules_before_instances,
@@ -79,9 +84,9 @@ struct Scan<'a> {
     modules_before_instances: u32,
 }
 
-/// Finds the core module with `1 + shards` memories (the engine's) and counts the
-/// modules defined before the first core instance.
-fn scan(component: &[u8], shards: u32) -> Result<Scan<'_>, PackError> {
+/// Finds the core module that defines `memories` memories (the engine) and counts
+/// the modules defined before the first core instance.
+fn scan(component: &[u8], memories: u32) -> Result<Scan<'_>, PackError> {
     let mut index = 0;
     let mut found = None;
     let mut before_instances = None;
@@ -100,7 +105,7 @@ fn scan(component: &[u8], shards: u32) -> Result<Scan<'_>, PackError> {
             } => {
                 let module = &component[unchecked_range.clone()];
                 rest = &rest[unchecked_range.len()..];
-                if count_memories(module)? == 1 + shards {
+                if count_memories(module)? == memories {
                     if found.is_some() {
                         return Err(err("two core modules look like the engine"));
                     }
@@ -145,14 +150,29 @@ fn count_memories(module: &[u8]) -> Result<u32, PackError> {
     Ok(0)
 }
 
-/// The engine module with memories 1..=K (the shards) imported instead of defined.
-fn import_shard_memories(module: &[u8], shards: u32) -> Result<Vec<u8>, PackError> {
+/// The engine module with memories 1..=K (the shards) imported instead of defined,
+/// or (`resident`) memory 0 imported from the one shard.
+fn import_shard_memories(module: &[u8], shards: u32, resident: bool) -> Result<Vec<u8>, PackError> {
     let mut config = walrus::ModuleConfig::new();
     config.generate_producers_section(false);
     let mut m = config
         .parse(module)
         .map_err(|e| err(format!("walrus could not parse the engine module: {e}")))?;
     let ids: Vec<_> = m.memories.iter().map(|mem| mem.id()).collect();
+    if resident {
+        if shards != 1 || ids.len() != 1 {
+            return Err(err(
+                "a resident model is one shard in the engine's only memory",
+            ));
+        }
+        let import = m.imports.add(
+            &shard_import_module(0),
+            "memory",
+            ImportKind::Memory(ids[0]),
+        );
+        m.memories.get_mut(ids[0]).import = Some(import);
+        return Ok(m.emit_wasm());
+    }
     for (k, &id) in ids.iter().skip(1).enumerate() {
         let mem = m.memories.get(id);
         if mem.import.is_some() || mem.memory64 || !mem.data_segments.is_empty() {

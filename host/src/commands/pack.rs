@@ -153,7 +153,11 @@ fn describe(path: &Path, l: &Layout, tensors: bool) -> String {
         let count = l.shard_tensors(k as u32).count();
         let _ = writeln!(
             s,
-            "shard {k}: memory wasm-chord:shard{k}, {} bytes ({:.1} MiB, {} pages) at file offset {}, {count} tensors{}",
+            "shard {k}: {}, {} bytes ({:.1} MiB, {} pages) at file offset {}, {count} tensors{}",
+            match l.resident_base {
+                Some(base) => format!("memory 0 at {base:#x} (resident)"),
+                None => format!("memory wasm-chord:shard{k}"),
+            },
             shard.len,
             shard.len as f64 / 1048576.0,
             shard.pages,
