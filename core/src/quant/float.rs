@@ -20,11 +20,17 @@ pub fn f16_to_f32(h: u16) -> f32 {
     let h = h as u32;
     let sign = (h & 0x8000) << 16;
     let em = (h & 0x7fff) << 13;
-    let scaled = f32::from_bits(em) * f32::from_bits(0x7780_0000); // * 2^112
     let bits = if em >= 0x0f80_0000 {
+        // Infinity, NaN (same payload).
         em | 0x7f80_0000
+    } else if em >= 1 << 23 {
+        // Normal: the exponent rebiased by 112.
+        em + (112 << 23)
     } else {
-        scaled.to_bits()
+        // Zero, subnormal: (1 + m / 2^10) 2^-14 - 2^-14 = m 2^-24, exact, with normal
+        // operands (f32 subnormal arithmetic takes a microcode assist on x86).
+        let magic = f32::from_bits(113 << 23);
+        (f32::from_bits(em + (113 << 23)) - magic).to_bits()
     };
     f32::from_bits(sign | bits)
 }

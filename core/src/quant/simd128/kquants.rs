@@ -77,17 +77,11 @@ unsafe fn two_groups<const T: usize>(
     }
 }
 
-/// The f16 at `p`, widened exactly (a cheaper path than `f16_to_f32` for finite values).
+/// The f16 at `p`, widened exactly.
 /// Safety: `p..p + 2` readable.
 #[inline(always)]
 unsafe fn f16_at(p: *const u8) -> f32 {
-    let h = ld_u16(p);
-    if h & 0x7c00 == 0x7c00 {
-        return f16_to_f32(h);
-    }
-    // Sign-extended and shifted into f32 position, rebiased by 2^112 (see prim).
-    let bits = ((h as i16 as i32) << 13) as u32 & 0x8FFF_E000;
-    f32::from_bits(bits) * f32::from_bits(0x7780_0000)
+    f16_to_f32(ld_u16(p))
 }
 
 /// What differs between the K-quant formats.
