@@ -150,7 +150,7 @@ fn a_one_shard_model_is_resident_in_memory_0() {
     let layout = chord_pack::read_layout(&bytes).unwrap();
     assert_eq!(layout.shards.len(), 1);
     let base = layout.resident_base.expect("one shard: resident");
-    assert!(base > 0 && base % 65536 == 0, "{base:#x}");
+    assert!(base > 0 && base.is_multiple_of(65536), "{base:#x}");
     // The engine module defines no memory: its memory 0 is the shard's.
     let mut memory_imports = Vec::new();
     for payload in wasmparser::Parser::new(0).parse_all(&bytes) {
