@@ -99,8 +99,9 @@ pub fn weights_memory_bytes() -> u64 {
 #[cfg(not(feature = "packed"))]
 pub const RESIDENT_MAX: u64 = 1 << 30;
 
-/// Reads a model of `len` bytes into memory 0 (up to [`RESIDENT_MAX`]) or the weights
-/// memory, `CHUNK` bytes per call of `read(offset, buf)`.
+/// Reads a model of `len` bytes into memory 0 (up to [`RESIDENT_MAX`], or the lower
+/// bound in the environment variable `WASM_CHORD_RESIDENT_MAX`) or the weights memory,
+/// `CHUNK` bytes per call of `read(offset, buf)`.
 #[cfg(not(feature = "packed"))]
 pub fn load(
     len: u64,
@@ -114,7 +115,12 @@ pub fn load(
             len >> 20
         ))
     };
-    if len <= RESIDENT_MAX {
+    // The host may lower the bound (`Limits::resident_max_bytes` in chord's host).
+    let resident_max = std::env::var("WASM_CHORD_RESIDENT_MAX")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(RESIDENT_MAX, |v| v.min(RESIDENT_MAX));
+    if len <= resident_max {
         let mut bytes = Vec::new();
         bytes
             .try_reserve_exact(len as usize)

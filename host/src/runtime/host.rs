@@ -65,6 +65,10 @@ impl ModelFile {
 /// A `blob` resource handed to the guest: a shared model file.
 pub struct BlobHandle(pub Arc<ModelFile>);
 
+/// The guest's environment variable that lowers its memory-0 bound for models
+/// ([`super::Limits::resident_max_bytes`]).
+pub const RESIDENT_MAX_ENV: &str = "WASM_CHORD_RESIDENT_MAX";
+
 /// Per-store state.
 pub struct HostState {
     wasi: WasiCtx,
@@ -74,14 +78,17 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub fn new(models: HashMap<String, Arc<ModelFile>>, max_memory_bytes: u64) -> Self {
+    pub fn new(models: HashMap<String, Arc<ModelFile>>, limits: &super::Limits) -> Self {
         let mut b = WasiCtx::builder();
         b.inherit_stderr();
         // `WASM_CHORD_TRACE=1` makes the guest print its load timings.
         if let Ok(v) = std::env::var("WASM_CHORD_TRACE") {
             b.env("WASM_CHORD_TRACE", v);
         }
-        Self::with_wasi(models, max_memory_bytes, b.build())
+        if let Some(bytes) = limits.resident_max_bytes {
+            b.env(RESIDENT_MAX_ENV, bytes.to_string());
+        }
+        Self::with_wasi(models, limits.max_memory_bytes, b.build())
     }
 
     /// A store state with the caller's WASI context (arguments, captured output...).

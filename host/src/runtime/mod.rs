@@ -141,6 +141,10 @@ pub struct Limits {
     pub max_memory_bytes: u64,
     /// Wall-clock budget of one request (instantiation, model load and call).
     pub timeout: Duration,
+    /// Lowers the size up to which the guest reads a model into memory 0, where its
+    /// kernels read it in place (the guest's bound, 1 GiB, when `None`); larger models
+    /// go to the 64-bit weights memory. `Some(0)` always uses the weights memory.
+    pub resident_max_bytes: Option<u64>,
 }
 
 impl Default for Limits {
@@ -148,6 +152,7 @@ impl Default for Limits {
         Self {
             max_memory_bytes: MAX_MEMORY_BYTES,
             timeout: Duration::from_secs(600),
+            resident_max_bytes: None,
         }
     }
 }
@@ -344,7 +349,7 @@ impl ComponentEngine {
     /// (one weights load), e.g. for a CLI run or a benchmark.
     pub fn instance(&self) -> RequestResult<Instance> {
         let t0 = Instant::now();
-        let state = host::HostState::new(self.models.clone(), self.limits.max_memory_bytes);
+        let state = host::HostState::new(self.models.clone(), &self.limits);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         let ticks = (self.limits.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
