@@ -24,7 +24,7 @@ pub struct Args {
     /// Per-request deadline in seconds, response included.
     #[arg(long, default_value_t = 300)]
     timeout_secs: u64,
-    /// Memory cap per instance memory, in MiB (the weights memory holds the model).
+    /// Memory cap per instance memory, in MiB (memory 0 or the weights memory holds the model).
     #[arg(long, default_value_t = 8192)]
     max_memory_mib: u64,
     /// Instances alive at once.

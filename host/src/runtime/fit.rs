@@ -1,4 +1,4 @@
-//! Whether a model fits, checked before the weights memory is grown: a model larger
+//! Whether a model fits, checked before the guest allocates its copy: a model larger
 //! than the host's memory limit, or than the RAM the machine has available, fails
 //! with an error that says so instead of being OOM-killed halfway through the copy.
 
@@ -41,11 +41,11 @@ pub fn refusal(bytes: u64, limit: u64) -> Option<String> {
 }
 
 /// Fails if the model at `path` (`bytes` long, all of which the guest copies into
-/// its weights memory) cannot fit.
+/// memory 0 or its weights memory) cannot fit.
 pub fn check_model(path: &Path, bytes: u64, limit: u64) -> Result<()> {
     if let Some(why) = refusal(bytes, limit) {
         bail!(
-            "model {} does not fit: its weights memory would need {why}",
+            "model {} does not fit: the guest's copy of it would need {why}",
             path.display()
         );
     }

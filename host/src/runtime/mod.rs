@@ -3,8 +3,8 @@
 //! One [`ComponentEngine`] per process holds the Wasmtime `Engine`, the compiled
 //! component (cached on disk as `.cwasm`) and its `InstancePre`. Every request gets a
 //! fresh `Store` and instance: the guest loads the model through the imported
-//! `weights` interface (implemented here over a memory-mapped GGUF file) into its
-//! 64-bit weights memory, then answers. A trap, an exhausted time budget or a memory
+//! `weights` interface (implemented here over a memory-mapped GGUF file) into memory
+//! 0 (models up to 1 GiB) or its 64-bit weights memory, then answers. A trap, an exhausted time budget or a memory
 //! limit fails that request only.
 //!
 //! ```no_run
@@ -137,7 +137,8 @@ pub struct Generated {
 #[derive(Clone, Debug)]
 pub struct Limits {
     /// Largest size any one linear memory of an instance may grow to (memory 0 is
-    /// 32-bit and so capped at 4 GiB anyway; this is mostly the weights memory).
+    /// 32-bit and so capped at 4 GiB anyway; the model goes to memory 0 up to 1 GiB,
+    /// to the weights memory beyond).
     pub max_memory_bytes: u64,
     /// Wall-clock budget of one request (instantiation, model load and call).
     pub timeout: Duration,

@@ -43,8 +43,8 @@ pub struct Options {
     pub listen: SocketAddr,
     /// Wall-clock budget of one request, response body included.
     pub timeout: Duration,
-    /// Largest size any one linear memory of an instance may reach (the 64-bit
-    /// weights memory holds the whole model file).
+    /// Largest size any one linear memory of an instance may reach (memory 0 or the
+    /// 64-bit weights memory holds the whole model file).
     pub max_memory_bytes: u64,
     /// Instances alive at once (the pooling allocator's slots).
     pub max_instances: u32,
