@@ -137,7 +137,7 @@ pub fn load(
     if want > have && unsafe { wgrow(want - have) } < 0 {
         return Err(refused("the weights memory"));
     }
-    let mut buf = vec![0u8; CHUNK as usize];
+    let mut buf = vec![0u8; CHUNK.min(len) as usize];
     for at in (0..len).step_by(CHUNK as usize) {
         let n = (len - at).min(CHUNK) as usize;
         read(at, &mut buf[..n])?;

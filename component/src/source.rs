@@ -22,7 +22,7 @@ pub fn open_model(name: &str) -> Result<(BlobSource, memory::WasmWeights), Error
             "not a GGUF file (magic {magic:02x?})"
         )));
     }
-    let weights = src.copy_into_weights_memory()?;
+    let weights = src.load_weights()?;
     Ok((src, weights))
 }
 
@@ -47,7 +47,7 @@ impl BlobSource {
     }
 
     /// Copies the file into memory 0 or the weights memory (see [`memory::load`]).
-    pub fn copy_into_weights_memory(&self) -> Result<memory::WasmWeights, Error> {
+    pub fn load_weights(&self) -> Result<memory::WasmWeights, Error> {
         let trace = std::env::var_os("WASM_CHORD_TRACE").is_some();
         let t0 = std::time::Instant::now();
         let mut t_read = std::time::Duration::ZERO;

@@ -107,10 +107,10 @@ pub fn pack(
     let mut shard_infos = Vec::with_capacity(shards as usize);
     for (k, (&len, &pages)) in plan.shard_lens.iter().zip(&pages).enumerate() {
         // A resident shard is memory 0: growable, the data above the engine's own.
-        let memory = match engine.resident {
-            Some((base, initial)) => ShardMemory {
+        let memory = match engine.resident_base {
+            Some(base) => ShardMemory {
                 base,
-                initial,
+                initial: base / PAGE + pages,
                 maximum: None,
             },
             None => ShardMemory {
@@ -160,7 +160,7 @@ pub fn pack(
         header_len: g.data_offset,
         virtual_len: plan.virtual_len(),
         shards: shard_infos,
-        resident_base: engine.resident.map(|(base, _)| base),
+        resident_base: engine.resident_base,
         tensors: placements
             .map(|(p, t)| TensorInfo {
                 name: t.name.clone(),
@@ -245,10 +245,6 @@ fn write_zeros(w: &mut dyn Write, mut n: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// Writes a component core-module section holding a shard module: one memory of
-/// `pages` pages (minimum = maximum), exported as `memory`, with one active data
-/// segment at 0 of `len` bytes produced by `data`. The data is streamed: a shard
-/// never sits in memory. Returns the file offset of the segment's first byte.
 /// A shard module's memory: its size in pages, and where the shard's bytes start.
 struct ShardMemory {
     base: u64,
@@ -256,6 +252,10 @@ struct ShardMemory {
     maximum: Option<u64>,
 }
 
+/// Writes a component core-module section holding a shard module: one memory with
+/// `memory`'s limits, exported as `memory`, with one active data segment at
+/// `memory.base` of `len` bytes produced by `data`. The data is streamed: a shard
+/// never sits in memory. Returns the file offset of the segment's first byte.
 fn write_shard_module<W: Write>(
     w: &mut CountingWriter<'_, W>,
     len: u64,
@@ -264,12 +264,12 @@ fn write_shard_module<W: Write>(
 ) -> Result<u64, PackError> {
     let base = i32::try_from(memory.base)
         .map_err(|_| PackError::Component("shard base beyond 2 GiB".into()))?;
-    let mut limits = vec![0x01, u8::from(memory.maximum.is_some())];
-    leb(&mut limits, memory.initial);
+    // One memory: the limits' flag (has a maximum), the minimum, the maximum.
+    let mut memory_section = vec![0x01, u8::from(memory.maximum.is_some())];
+    leb(&mut memory_section, memory.initial);
     if let Some(max) = memory.maximum {
-        leb(&mut limits, max);
+        leb(&mut memory_section, max);
     }
-    let memory = limits;
     let mut export = vec![0x01];
     leb(&mut export, 6);
     export.extend_from_slice(b"memory");
@@ -283,7 +283,7 @@ fn write_shard_module<W: Write>(
 
     let section_len = |body: u64| 1 + leb_len(body) + body;
     let module_len = 8
-        + section_len(memory.len() as u64)
+        + section_len(memory_section.len() as u64)
         + section_len(export.len() as u64)
         + section_len(data_body);
     if module_len > 1 << 30 {
@@ -296,7 +296,7 @@ fn write_shard_module<W: Write>(
     head.extend_from_slice(b"\0asm");
     head.extend_from_slice(&[0x01, 0x00, 0x00, 0x00]);
     w.write_all(&head)?;
-    write_section(w, 5, &memory)?;
+    write_section(w, 5, &memory_section)?;
     write_section(w, 7, &export)?;
     let mut data_section = vec![0x0b];
     leb(&mut data_section, data_body);

@@ -60,9 +60,9 @@ pub struct ShardMemories<'a> {
 /// The rewritten engine module.
 pub struct Rewritten {
     pub module: Vec<u8>,
-    /// Resident: where the shard starts in memory 0 (a page boundary), and the
-    /// initial pages of memory 0 (the shard's end).
-    pub resident: Option<(u64, u64)>,
+    /// Resident: where the shard starts in memory 0 (a page boundary; memory 0's
+    /// initial size ends with the shard).
+    pub resident_base: Option<u64>,
 }
 
 fn err(why: impl Into<String>) -> PackError {
@@ -118,7 +118,7 @@ pub fn rewrite_packed(core: &[u8], shards: &ShardMemories) -> Result<Rewritten, 
     }
 
     // Each shard's memory and the address of its byte 0 in it.
-    let (shard_memories, resident) = if shards.resident {
+    let (shard_memories, resident_base) = if shards.resident {
         let [pages] = shards.pages else {
             return Err(err("a resident model must fit in one shard"));
         };
@@ -130,10 +130,7 @@ pub fn rewrite_packed(core: &[u8], shards: &ShardMemories) -> Result<Rewritten, 
         if memory.maximum.is_some_and(|max| max < memory.initial) {
             return Err(err("memory 0 has a maximum below the model's end"));
         }
-        (
-            vec![(main, base_pages * PAGE)],
-            Some((base_pages * PAGE, memory.initial)),
-        )
+        (vec![(main, base_pages * PAGE)], Some(base_pages * PAGE))
     } else {
         let memories = shards
             .pages
@@ -156,7 +153,7 @@ pub fn rewrite_packed(core: &[u8], shards: &ShardMemories) -> Result<Rewritten, 
         dispatch,
         virtual_len: shards.virtual_len,
         header_len: shards.header_len,
-        resident_base: resident.map_or(u64::MAX, |(base, _)| base),
+        resident_base: resident_base.unwrap_or(u64::MAX),
         bad_tail_call: false,
     };
     for (_, func) in module.funcs.iter_local_mut() {
@@ -191,7 +188,7 @@ pub fn rewrite_packed(core: &[u8], shards: &ShardMemories) -> Result<Rewritten, 
     }
     Ok(Rewritten {
         module: module.emit_wasm(),
-        resident,
+        resident_base,
     })
 }
 

@@ -55,7 +55,7 @@ impl ModelFile {
         })
     }
 
-    fn copy_into_weights_memory(&self) -> Result<WasmWeights, String> {
+    fn load_weights(&self) -> Result<WasmWeights, String> {
         memory::load(self.file.len(), |at, buf| {
             self.file
                 .read_at(at, buf)
@@ -85,7 +85,7 @@ impl ModelSource for ModelFile {
         let w = match &self.weights {
             Some(w) => w.clone(),
             None => {
-                let w = self.copy_into_weights_memory()?;
+                let w = self.load_weights()?;
                 self.weights = Some(w.clone());
                 w
             }

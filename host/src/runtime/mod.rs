@@ -4,8 +4,8 @@
 //! component (cached on disk as `.cwasm`) and its `InstancePre`. Every request gets a
 //! fresh `Store` and instance: the guest loads the model through the imported
 //! `weights` interface (implemented here over a memory-mapped GGUF file) into memory
-//! 0 (models up to 1 GiB) or its 64-bit weights memory, then answers. A trap, an exhausted time budget or a memory
-//! limit fails that request only.
+//! 0 (models up to 1 GiB) or its 64-bit weights memory, then answers. A trap, an
+//! exhausted time budget or a memory limit fails that request only.
 //!
 //! ```no_run
 //! # fn main() -> anyhow::Result<()> {
