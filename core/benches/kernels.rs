@@ -3,7 +3,8 @@
 //! (`vec_dot_reference`), the dispatched ones (`vec_dot`, one call per row) and the
 //! multi-row entry point (`vec_dot_rows`, one call per matrix). Reports weight bytes
 //! read per second and multiply-accumulates per second, and first the machine's
-//! memory bandwidth as this build sees it (sequential read, memcpy) to compare with.
+//! memory bandwidth as this build sees it (sequential read, memcpy) to compare with,
+//! and in the relaxed-SIMD build the ceiling of its integer dot instruction.
 //! The last two columns are prefill: 4 activation rows against each 128 KiB chunk of
 //! weight rows (as `ops::matmul` does), one `vec_dot_rows` per token vs one
 //! `vec_dot_tokens` (tiles of 4 tokens), in multiply-accumulates per second.
@@ -141,6 +142,26 @@ fn bandwidth(secs: f64) -> (f64, f64) {
     (gbs(t_read), 2.0 * gbs(t_copy))
 }
 
+/// Ceiling of the integer dot products the quantized kernels are built from: the
+/// relaxed `i8x16 . i7x16 -> i32x4` dot-add on registers (no loads, no unpacking, no
+/// scales), 8 independent accumulators, in multiply-accumulates per second.
+#[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+fn dot_peak(secs: f64) -> f64 {
+    use core::arch::wasm32::*;
+    const N: usize = 1 << 16;
+    let (a, b) = black_box((i8x16_splat(-3), i8x16_splat(5)));
+    let t = time(secs, || {
+        let mut acc = [i32x4_splat(0); 8];
+        for _ in 0..N {
+            for acc in acc.iter_mut() {
+                *acc = i32x4_relaxed_dot_i8x16_i7x16_add(a, b, *acc);
+            }
+        }
+        black_box(acc);
+    });
+    (N * 8 * 16) as f64 / t.as_secs_f64() / 1e9
+}
+
 fn main() {
     let o = opts();
     let target = if cfg!(target_arch = "wasm32") {
@@ -154,6 +175,11 @@ fn main() {
     );
     let (read, copy) = bandwidth(o.secs);
     println!("# memory bandwidth (256 MiB buffers): read {read:.1} GB/s, memcpy {copy:.1} GB/s (read + write)");
+    #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+    println!(
+        "# relaxed dot ceiling: {:.1} GMAC/s (i32x4.relaxed_dot_i8x16_i7x16_add on registers)",
+        dot_peak(o.secs)
+    );
     if o.tsv {
         println!("format\tweight_MiB\tref_GBs\tref_GMACs\tvec_dot_GBs\tvec_dot_GMACs\trows_GBs\trows_GMACs\tcopied_GBs\tx4_rows_GMACs\tx4_tokens_GMACs");
     } else {
