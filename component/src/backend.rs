@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chord_core::bert::BertEmbedder;
 use chord_core::engine::{self, Engine, EngineError};
 use chord_core::eval::TopLogits;
+use chord_core::gguf::Gguf;
 use chord_core::pooling::{self, EmbedError, Embedder};
 use chord_core::sampler;
 use chord_core::weights::WeightMemory;
@@ -63,8 +64,10 @@ impl Loaded {
     pub fn load(name: &str) -> Result<Self, Error> {
         let trace = std::env::var_os("WASM_CHORD_TRACE").is_some();
         let t0 = std::time::Instant::now();
-        let (header, weights) = open_model(name)?;
+        let (src, weights) = open_model(name)?;
         let t_copy = t0.elapsed();
+        // The header is parsed from `src`; the tensors are read from the weights memory.
+        let header = Gguf::read_header(&src).map_err(load_error)?;
         let (model, info) = match header.architecture().map_err(load_error)? {
             "bert" => {
                 let b = BertEmbedder::from_gguf(&header, Box::new(weights.clone()))

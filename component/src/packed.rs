@@ -4,7 +4,7 @@
 
 use std::io;
 
-use chord_core::gguf::{ByteSource, Gguf};
+use chord_core::gguf::ByteSource;
 use chord_core::weights::WeightMemory;
 
 use crate::memory::{self, WasmWeights};
@@ -38,9 +38,8 @@ impl ByteSource for PackedHeader {
     }
 }
 
-/// The built-in model (only the default name, "", exists): its parsed header and
-/// weights.
-pub fn open_model(name: &str) -> Result<(Gguf, WasmWeights), Error> {
+/// The built-in model: only the default name ("") exists.
+pub fn open_model(name: &str) -> Result<(PackedHeader, WasmWeights), Error> {
     if !name.is_empty() {
         return Err(Error::ModelNotFound);
     }
@@ -49,6 +48,5 @@ pub fn open_model(name: &str) -> Result<(Gguf, WasmWeights), Error> {
         weights: weights.clone(),
         len: memory::header_len(),
     };
-    let header = Gguf::read_header(&header).map_err(|e| Error::UnsupportedModel(e.to_string()))?;
     Ok((header, weights))
 }

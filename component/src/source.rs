@@ -4,15 +4,15 @@
 use std::cell::RefCell;
 use std::io;
 
-use chord_core::gguf::{ByteSource, Gguf};
+use chord_core::gguf::ByteSource;
 
 use crate::memory;
 use crate::wasm_chord::llm::types::Error;
 use crate::wasm_chord::llm::weights::{self, Blob};
 
-/// Opens the model `name` through the `weights` import, parses its header and copies
-/// it into memory 0 and the weights memory.
-pub fn open_model(name: &str) -> Result<(Gguf, memory::WasmWeights), Error> {
+/// Opens the model `name` through the `weights` import and copies it into the
+/// weights memory: the header source and the weights.
+pub fn open_model(name: &str) -> Result<(BlobSource, memory::WasmWeights), Error> {
     let blob = weights::open(name).ok_or(Error::ModelNotFound)?;
     let src = BlobSource::new(blob);
     // Refuse what is not GGUF before growing the weights memory.
@@ -22,9 +22,8 @@ pub fn open_model(name: &str) -> Result<(Gguf, memory::WasmWeights), Error> {
             "not a GGUF file (magic {magic:02x?})"
         )));
     }
-    let header = Gguf::read_header(&src).map_err(|e| Error::UnsupportedModel(e.to_string()))?;
-    let weights = src.load_weights(&header)?;
-    Ok((header, weights))
+    let weights = src.load_weights()?;
+    Ok((src, weights))
 }
 
 /// Largest single `read` of the header window (the host caps reads at 64 MiB).
@@ -48,11 +47,11 @@ impl BlobSource {
     }
 
     /// Copies the file into memory 0 or the weights memory (see [`memory::load`]).
-    pub fn load_weights(&self, header: &Gguf) -> Result<memory::WasmWeights, Error> {
+    pub fn load_weights(&self) -> Result<memory::WasmWeights, Error> {
         let trace = std::env::var_os("WASM_CHORD_TRACE").is_some();
         let t0 = std::time::Instant::now();
         let mut t_read = std::time::Duration::ZERO;
-        let weights = memory::load(self.len, header, |at, buf| {
+        let weights = memory::load(self.len, |at, buf| {
             let t = std::time::Instant::now();
             let chunk = self
                 .blob
@@ -73,12 +72,9 @@ impl BlobSource {
             eprintln!(
                 "[wasm-chord guest] host reads {t_read:.2?}, the rest of the copy {:.2?} ({})",
                 t0.elapsed() - t_read,
-                match &weights {
-                    memory::WasmWeights::Resident(_) => "memory 0".to_string(),
-                    memory::WasmWeights::Separate { resident, .. } => format!(
-                        "weights memory, {} MiB of it also in memory 0",
-                        resident.iter().map(|r| r.len()).sum::<u64>() >> 20
-                    ),
+                match weights {
+                    memory::WasmWeights::Resident(_) => "memory 0",
+                    memory::WasmWeights::Separate { .. } => "weights memory",
                 }
             );
         }

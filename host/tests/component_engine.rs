@@ -146,48 +146,6 @@ fn memory_0_holds_a_small_model_file() {
     assert_eq!(inst.info().unwrap().file_bytes, file.len() as u64);
 }
 
-/// Over the memory-0 bound, the tensors read per token go to memory 0 up to the bound
-/// and the rest to the weights memory: same logits, same bytes, whichever memory a
-/// range comes from (the checksums cross the boundaries).
-#[test]
-fn tensors_split_between_memory_0_and_the_weights_memory() {
-    let file = std::fs::read(smollm2()).unwrap();
-    let ids = [1u32, 504, 3458, 282, 4649, 314];
-    let expected = engine().logits(&ids, 4, 5).unwrap();
-
-    let mut engine = ComponentEngine::new(component_path()).unwrap();
-    engine.load_model(smollm2()).unwrap();
-    let bound = 40 << 20;
-    engine.set_limits(chord::runtime::Limits {
-        resident_max_bytes: Some(bound),
-        ..Default::default()
-    });
-    let mut inst = engine.instance().unwrap();
-    let got = inst.logits(&ids, 4, 5).unwrap();
-    assert_eq!(format!("{got:?}"), format!("{expected:?}"));
-
-    let sizes = inst.memory_sizes().unwrap();
-    assert_eq!(sizes.weights, (file.len() as u64).div_ceil(65536) * 65536);
-    // Memory 0 holds up to `bound` bytes of tensors, not the whole file.
-    assert!(
-        sizes.main > bound / 2 && sizes.main < file.len() as u64,
-        "{sizes:?}"
-    );
-    assert_eq!(
-        inst.weights_checksum(0, file.len() as u64).unwrap(),
-        fnv1a64(&file)
-    );
-    let step = file.len() / 97;
-    for i in 0..97 {
-        let (off, len) = (i * step + i, step / 3 + 7 * i);
-        assert_eq!(
-            inst.weights_checksum(off as u64, len as u64).unwrap(),
-            fnv1a64(&file[off..off + len]),
-            "{off}..+{len}"
-        );
-    }
-}
-
 #[test]
 fn model_info_of_smollm2() {
     let info = engine().info().unwrap();

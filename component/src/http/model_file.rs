@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use chord_core::gguf::{ByteSource, FileSource, Gguf};
+use chord_core::gguf::{ByteSource, FileSource};
 use chord_core::openai::ModelSource;
 use chord_core::weights::WeightMemory;
 
@@ -56,10 +56,7 @@ impl ModelFile {
     }
 
     fn load_weights(&self) -> Result<WasmWeights, String> {
-        // Parsed again (the service parsed it for the engine): which tensors are
-        // read per token decides where they go.
-        let header = Gguf::read_header(&self.file).map_err(|e| e.to_string())?;
-        memory::load(self.file.len(), &header, |at, buf| {
+        memory::load(self.file.len(), |at, buf| {
             self.file
                 .read_at(at, buf)
                 .map_err(|e| Error::Read(format!("reading the model at {at}: {e}")))

@@ -4,8 +4,7 @@
 //! component (cached on disk as `.cwasm`) and its `InstancePre`. Every request gets a
 //! fresh `Store` and instance: the guest loads the model through the imported
 //! `weights` interface (implemented here over a memory-mapped GGUF file) into memory
-//! 0 (models up to 1 GiB; of larger ones, the tensors read per token up to 3 GiB)
-//! and its 64-bit weights memory, then answers. A trap, an
+//! 0 (models up to 1 GiB) or its 64-bit weights memory, then answers. A trap, an
 //! exhausted time budget or a memory limit fails that request only.
 //!
 //! ```no_run
@@ -138,16 +137,14 @@ pub struct Generated {
 #[derive(Clone, Debug)]
 pub struct Limits {
     /// Largest size any one linear memory of an instance may grow to (memory 0 is
-    /// 32-bit and so capped at 4 GiB anyway; a model goes whole to memory 0 up to
-    /// 1 GiB; beyond, its tensors read per token go there up to 3 GiB and the rest
-    /// to the weights memory).
+    /// 32-bit and so capped at 4 GiB anyway; the model goes to memory 0 up to 1 GiB,
+    /// to the weights memory beyond).
     pub max_memory_bytes: u64,
     /// Wall-clock budget of one request (instantiation, model load and call).
     pub timeout: Duration,
-    /// Lowers the guest's bounds on the model bytes it reads into memory 0, where its
-    /// kernels read them in place (`None`: the whole model up to 1 GiB, else its
-    /// tensors read per token up to 3 GiB); the rest goes to the 64-bit weights
-    /// memory. `Some(0)` always uses the weights memory.
+    /// Lowers the size up to which the guest reads a model into memory 0, where its
+    /// kernels read it in place (the guest's bound, 1 GiB, when `None`); larger models
+    /// go to the 64-bit weights memory. `Some(0)` always uses the weights memory.
     pub resident_max_bytes: Option<u64>,
 }
 

@@ -677,16 +677,7 @@ pub(crate) fn rows(
         out: &mut [f32],
     ) -> usize {
         let n = out.len() / R * R;
-        for (g, (o, wr)) in out[..n]
-            .chunks_exact_mut(R)
-            .zip(w.chunks(R * rb))
-            .enumerate()
-        {
-            // Rows read in place from memory 0 (a 7B's) come from DRAM: loading the
-            // rows two groups ahead lets those misses overlap this group's arithmetic
-            // (wasm has no prefetch instruction): 7B Q4_K_M decode 1.0 -> 1.17 tok/s.
-            // Rows copied into scratch are in cache, where the loads cost little.
-            touch(w, (g + 2) * R * rb, R * rb);
+        for (o, wr) in out[..n].chunks_exact_mut(R).zip(w.chunks(R * rb)) {
             kernel::<F, R>(wr, rb, a, nb, o);
         }
         n
@@ -700,18 +691,6 @@ pub(crate) fn rows(
         GgmlType::Q5K => go::<Q5K, 2>(w, row_bytes, a, nb, out),
         GgmlType::Q6K => go::<Q6K, 1>(w, row_bytes, a, nb, out),
         _ => 0,
-    }
-}
-
-/// Loads one byte of each cache line of `w[from..from + len]` (clamped to `w`), to
-/// bring it into cache.
-fn touch(w: &[u8], from: usize, len: usize) {
-    let end = from.saturating_add(len).min(w.len());
-    let mut i = from;
-    while i < end {
-        // SAFETY: `i < w.len()`.
-        unsafe { core::ptr::read_volatile(w.as_ptr().add(i)) };
-        i += 64;
     }
 }
 
