@@ -123,44 +123,20 @@ fn time(secs: f64, mut f: impl FnMut()) -> Duration {
 }
 
 /// Sum of the words of `src`, four independent accumulators (so that the loads, not
-/// the additions' latency, bound it); 128-bit loads in wasm, where LLVM would
-/// otherwise emit one 64-bit load per word.
+/// the additions' latency, bound it; LLVM turns them into 128-bit loads in wasm).
 fn read_all(src: &[u64]) -> u64 {
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    {
-        use core::arch::wasm32::*;
-        let mut acc = [u64x2_splat(0); 4];
-        let chunks = src.chunks_exact(8);
-        let tail = chunks
-            .remainder()
-            .iter()
-            .fold(0u64, |a, &x| a.wrapping_add(x));
-        for c in chunks {
-            for (k, acc) in acc.iter_mut().enumerate() {
-                // SAFETY: `c` holds 8 words: words 2k and 2k + 1 are in it.
-                let v = unsafe { v128_load(c.as_ptr().add(2 * k) as *const v128) };
-                *acc = i64x2_add(*acc, v);
-            }
+    let mut acc = [0u64; 4];
+    let chunks = src.chunks_exact(4);
+    let tail = chunks
+        .remainder()
+        .iter()
+        .fold(0u64, |a, &x| a.wrapping_add(x));
+    for c in chunks {
+        for k in 0..4 {
+            acc[k] = acc[k].wrapping_add(c[k]);
         }
-        let v = i64x2_add(i64x2_add(acc[0], acc[1]), i64x2_add(acc[2], acc[3]));
-        tail.wrapping_add(u64x2_extract_lane::<0>(v))
-            .wrapping_add(u64x2_extract_lane::<1>(v))
     }
-    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    {
-        let mut acc = [0u64; 4];
-        let chunks = src.chunks_exact(4);
-        let tail = chunks
-            .remainder()
-            .iter()
-            .fold(0u64, |a, &x| a.wrapping_add(x));
-        for c in chunks {
-            for k in 0..4 {
-                acc[k] = acc[k].wrapping_add(c[k]);
-            }
-        }
-        acc.iter().fold(tail, |a, &x| a.wrapping_add(x))
-    }
+    acc.iter().fold(tail, |a, &x| a.wrapping_add(x))
 }
 
 /// Memory bandwidth of this machine as this build sees it: a sequential read (sum of
