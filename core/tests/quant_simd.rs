@@ -219,6 +219,17 @@ fn check(ty: GgmlType, w: &[u8], a: &[u8], n: usize, what: &str) {
             "{ty} {what} n={n}: simd {got} vs reference {want} ({})",
             kernels_for(ty)
         );
+        // The multi-row kernels (several rows per pass, their own block terms) on
+        // the same edge values: the row four times.
+        let mut out = [f32::NAN; 4];
+        vec_dot_rows(ty, &w.repeat(4), a, n, &mut out).unwrap();
+        for (r, o) in out.into_iter().enumerate() {
+            assert!(
+                o.to_bits() == want.to_bits() || (o.is_nan() && want.is_nan()),
+                "{ty} {what} n={n} rows, row {r}: simd {o} vs reference {want} ({})",
+                kernels_for(ty)
+            );
+        }
     }
 }
 

@@ -139,16 +139,17 @@ fn kernel<F: KFormat, const R: usize>(
             let y = a.as_ptr().add(i * AB);
             let rows: [F::Row; R] = core::array::from_fn(|r| F::prepare(x[r], y));
             let mut acc = [zero(); R];
-            // A rolled loop: unrolled, LLVM hoists all the loads of the super-block.
-            for c in 0..opaque(QK_K / F::CHUNK) {
+            for c in 0..QK_K / F::CHUNK {
                 let q8 = y.add(A_QS + F::CHUNK * c);
                 for r in 0..R {
                     let mut a = [acc[r]];
                     F::chunk::<1>(x[r], &rows[r], c, &[q8], &mut a);
                     acc[r] = a[0];
                 }
-                // Keeps the next chunk's loads below this one's work if LLVM unrolls.
-                core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
+                // Unrolled, LLVM would schedule the loads of all the chunks first (and
+                // Cranelift, which does not reorder, spill them): the accumulators
+                // through `opaque` keep each chunk's work above the next one's loads.
+                acc = opaque(acc);
             }
             for r in 0..R {
                 sumf[r] += F::term(x[r], y, &rows[r], hsum(acc[r]));
@@ -173,10 +174,11 @@ fn kernel_tokens<F: KFormat, const T: usize>(w: &[u8], a: &[&[u8]; T], nb: usize
             let y: [*const u8; T] = core::array::from_fn(|t| a[t].as_ptr().add(i * AB));
             let rows: [F::Row; T] = core::array::from_fn(|t| F::prepare(x, y[t]));
             let mut acc = [zero(); T];
-            for c in 0..opaque(QK_K / F::CHUNK) {
+            for c in 0..QK_K / F::CHUNK {
                 let q8: [*const u8; T] = core::array::from_fn(|t| y[t].add(A_QS + F::CHUNK * c));
                 F::chunk::<T>(x, &rows[0], c, &q8, &mut acc);
-                core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
+                // As in `kernel`.
+                acc = opaque(acc);
             }
             for t in 0..T {
                 sumf[t] += F::term(x, y[t], &rows[t], hsum(acc[t]));
@@ -375,66 +377,69 @@ impl KFormat for Q3K {
 
 // ---------------------------------------------------------------- Q4_K / Q5_K
 
-/// The eight 6-bit scales (u16 lanes 0..8 of the first vector) and mins (of the
-/// second, duplicated pairwise per 16-element group: lanes `[m0, m0, m1, m1, ...]`
-/// as two vectors for groups 0..8 and 8..16) of a Q4_K/Q5_K block.
-/// Safety: `s..s + 12` readable.
+/// The eight 6-bit scales and the eight 6-bit mins of a Q4_K/Q5_K block as u16 lanes,
+/// from its 12 packed bytes `s[0..12]`: for `j < 4`, scale `s[j] & 63` and min
+/// `s[j + 4] & 63`; for `j >= 4`, the low (scale) and high (min) nibble of `s[j + 4]`
+/// below the top two bits of `s[j - 4]` (scale) and of `s[j]` (min).
+/// Safety: `s..s + 16` readable.
 #[inline(always)]
-unsafe fn scales_mins_k4(s: *const u8) -> (v128, v128, v128) {
-    const K1: u32 = 0x3f3f_3f3f;
-    const K2: u32 = 0x0f0f_0f0f;
-    const K3: u32 = 0x0303_0303;
-    let r = |k: usize| u32::from_le(core::ptr::read_unaligned(s.add(4 * k) as *const u32));
-    let (u0, u1, u2) = (r(0), r(1), r(2));
-    let v = u32x4(
-        u0 & K1,
-        (u2 & K2) | (((u0 >> 6) & K3) << 4),
-        u1 & K1,
-        ((u2 >> 4) & K2) | (((u1 >> 6) & K3) << 4),
+unsafe fn k4_scales_mins(s: *const u8) -> (v128, v128) {
+    let v = ld(s);
+    // Byte lanes 0..8 become the scales, 8..16 the mins.
+    let low = i8x16_shuffle::<0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11>(v, v);
+    let top = i8x16_shuffle::<0, 0, 0, 0, 0, 1, 2, 3, 0, 0, 0, 0, 4, 5, 6, 7>(v, v);
+    let bytes = v128_or(
+        v128_or(
+            // Lanes 0..4 and 8..12: six bits; lanes 4..8: the low nibble.
+            v128_and(low, u64x2(0x0f0f_0f0f_3f3f_3f3f, 0x0000_0000_3f3f_3f3f)),
+            // Lanes 12..16: the high nibble.
+            v128_and(u16x8_shr(low, 4), u64x2(0, 0x0f0f_0f0f_0000_0000)),
+        ),
+        // Lanes 4..8 and 12..16: the top two bits (6, 7) moved to bits 4, 5.
+        v128_and(u16x8_shr(top, 2), u64x2_splat(0x3030_3030_0000_0000)),
     );
-    let sc = u16x8_extend_low_u8x16(v);
-    let mn = u16x8_extend_high_u8x16(v);
-    (
-        sc,
-        i16x8_shuffle::<0, 0, 1, 1, 2, 2, 3, 3>(mn, mn),
-        i16x8_shuffle::<4, 4, 5, 5, 6, 6, 7, 7>(mn, mn),
+    (u16x8_extend_low_u8x16(bytes), u16x8_extend_high_u8x16(bytes))
+}
+
+/// The sums of the activation codes of each 32-element group (the Q4_K/Q5_K scale
+/// groups) of a Q8_K block, as i16 lanes (|sum| <= 32 * 128). Safety: `y` is a Q8_K
+/// block.
+#[inline(always)]
+unsafe fn q8k_group32_sums(y: *const u8) -> v128 {
+    i16x8_narrow_i32x4(
+        i32x4_extadd_pairwise_i16x8(ld(y.add(A_BSUMS))),
+        i32x4_extadd_pairwise_i16x8(ld(y.add(A_BSUMS + 16))),
     )
 }
 
-/// Q4_K/Q5_K: the chunks' two scales (lanes 0 and 1), and `sum(bsums * mins)`.
+/// Q4_K/Q5_K: the scales of chunk `c` in lanes 0 and 1 of `s[c]`, and
+/// `sum(group sums * mins)`.
 struct K4Row {
     s: [v128; 4],
     summins: i32,
 }
 
-#[inline(always)]
-unsafe fn k4_prepare(x: *const u8, y: *const u8) -> K4Row {
-    let (sc, mn_lo, mn_hi) = scales_mins_k4(x.add(4));
-    K4Row {
-        s: [
-            sc,
-            i32x4_shuffle::<1, 1, 1, 1>(sc, sc),
-            i32x4_shuffle::<2, 2, 2, 2>(sc, sc),
-            i32x4_shuffle::<3, 3, 3, 3>(sc, sc),
-        ],
-        summins: bsums_dot(y, mn_lo, mn_hi),
-    }
-}
-
-/// `d * dy * isum - dmin * dy * summins`, as the scalar Q4_K/Q5_K kernels.
-#[inline(always)]
-unsafe fn k4_term(x: *const u8, y: *const u8, row: &K4Row, isum: i32) -> f32 {
-    let dy = q8_k::d(core::slice::from_raw_parts(y, 4));
-    f16_at(x) * dy * isum as f32 - f16_at(x.add(2)) * dy * row.summins as f32
+/// Q4_K and Q5_K share the scales, the mins and the block term; they differ in where
+/// a chunk's codes are stored.
+trait K4Codes {
+    /// Bytes of a weight block.
+    const WB: usize;
+    /// The codes of chunk `c` (elements `64c..64c + 64`, the scale groups `2c` and
+    /// `2c + 1`), 16 per vector, in order.
+    ///
+    /// Safety: `x` points to a whole block, `c < 4`.
+    unsafe fn codes(x: *const u8, c: usize) -> [v128; 4];
 }
 
 /// `acc[t]` plus the two scaled group dots of a chunk: `l0`/`l1` the codes of the low
-/// group (elements 0..16, 16..32 of the chunk), `h0`/`h1` of the high group, `a[t]`
-/// the chunk's activation codes of token `t`. Safety: each `a[t]..a[t] + 64` readable.
+/// group (elements 0..16, 16..32 of the chunk) with scale `s_lo`, `h0`/`h1` those of
+/// the high group with scale `s_hi` (splatted), `a[t]` the chunk's activation codes of
+/// token `t`. Safety: each `a[t]..a[t] + 64` readable.
 #[inline(always)]
 unsafe fn k4_chunk<const T: usize>(
     [l0, l1, h0, h1]: [v128; 4],
-    s: v128,
+    s_lo: v128,
+    s_hi: v128,
     a: &[*const u8; T],
     acc: &mut [v128; T],
 ) {
@@ -443,20 +448,30 @@ unsafe fn k4_chunk<const T: usize>(
         // Two 16-bit pair sums of codes below 32 add up below 2^15.
         let lo = i16x8_add(dot2_u7_i8(l0, ld(a)), dot2_u7_i8(l1, ld(a.add(16))));
         let hi = i16x8_add(dot2_u7_i8(h0, ld(a.add(32))), dot2_u7_i8(h1, ld(a.add(48))));
-        acc[t] = scaled(scaled(acc[t], lo, splat16::<0>(s)), hi, splat16::<1>(s));
+        acc[t] = scaled(scaled(acc[t], lo, s_lo), hi, s_hi);
     }
 }
 
-struct Q4K;
+/// A [`KFormat`] of the K4 codes `C`.
+struct K4<C>(core::marker::PhantomData<C>);
 
-impl KFormat for Q4K {
-    const WB: usize = q4_k::BLOCK_BYTES;
+impl<C: K4Codes> KFormat for K4<C> {
+    const WB: usize = C::WB;
     const CHUNK: usize = 64;
     type Row = K4Row;
 
     #[inline(always)]
     unsafe fn prepare(x: *const u8, y: *const u8) -> K4Row {
-        k4_prepare(x, y)
+        let (sc, mn) = k4_scales_mins(x.add(4));
+        K4Row {
+            s: [
+                sc,
+                i32x4_shuffle::<1, 1, 1, 1>(sc, sc),
+                i32x4_shuffle::<2, 2, 2, 2>(sc, sc),
+                i32x4_shuffle::<3, 3, 3, 3>(sc, sc),
+            ],
+            summins: hsum(i32x4_dot_i16x8(q8k_group32_sums(y), mn)),
+        }
     }
 
     #[inline(always)]
@@ -467,64 +482,126 @@ impl KFormat for Q4K {
         a: &[*const u8; T],
         acc: &mut [v128; T],
     ) {
+        let s = row.s[c & 3];
+        k4_chunk(C::codes(x, c), splat16::<0>(s), splat16::<1>(s), a, acc)
+    }
+
+    /// `d * dy * isum - dmin * dy * summins`, as the scalar Q4_K/Q5_K kernels.
+    #[inline(always)]
+    unsafe fn term(x: *const u8, y: *const u8, row: &K4Row, isum: i32) -> f32 {
+        let dy = q8_k::d(core::slice::from_raw_parts(y, 4));
+        f16_at(x) * dy * isum as f32 - f16_at(x.add(2)) * dy * row.summins as f32
+    }
+}
+
+/// Decoding, Q4_K/Q5_K: two weight rows `row_bytes` apart in `w` against one Q8_K
+/// activation row, `nb` super-blocks each. The same sums and `f32` terms as
+/// [`kernel`], but laid out for the 128-element-per-row loop body: the four chunks
+/// unrolled (each chunk's scales are constant lane picks), and the block terms of
+/// both rows computed as one vector (`[d0, d1, dmin0, dmin1] * dy * [isum0, isum1,
+/// summins0, summins1]`), with the `f16` widening and the 6-bit scales decoded in
+/// vector lanes.
+#[inline(always)]
+fn k4_two_rows<C: K4Codes>(w: &[u8], row_bytes: usize, a: &[u8], nb: usize, out: &mut [f32]) {
+    // Every pointer below stays inside the first `nb` blocks of both rows and of `a`.
+    assert!(row_bytes >= nb * C::WB && a.len() >= nb * AB && out.len() >= 2);
+    assert!(w.len() >= row_bytes + nb * C::WB);
+    let x0 = [w.as_ptr(), w[row_bytes..].as_ptr()];
+    let mut sumf = f32x4_splat(0.0);
+    for i in 0..nb {
+        // SAFETY: block i of both rows and of `a` is in bounds (checked above).
+        unsafe {
+            let x = x0.map(|x| x.add(i * C::WB));
+            let y = a.as_ptr().add(i * AB);
+            let sm = x.map(|x| k4_scales_mins(x.add(4)));
+            let mut acc = [zero(); 2];
+            macro_rules! chunk {
+                ($c:literal) => {
+                    let q8 = [y.add(A_QS + 64 * $c)];
+                    for r in 0..2 {
+                        let s = sm[r].0;
+                        let mut a = [acc[r]];
+                        let (s_lo, s_hi) = (splat16::<{ 2 * $c }>(s), splat16::<{ 2 * $c + 1 }>(s));
+                        k4_chunk(C::codes(x[r], $c), s_lo, s_hi, &q8, &mut a);
+                        acc[r] = a[0];
+                    }
+                    acc = opaque(acc);
+                };
+            }
+            chunk!(0);
+            chunk!(1);
+            chunk!(2);
+            chunk!(3);
+            let g = q8k_group32_sums(y);
+            let isums = hsum4(
+                acc[0],
+                acc[1],
+                i32x4_dot_i16x8(g, sm[0].1),
+                i32x4_dot_i16x8(g, sm[1].1),
+            );
+            // u16 lanes [d0, dmin0, d1, dmin1] spread to u32 lanes [d0, d1, dmin0, dmin1].
+            let h = v128_load32_lane::<1>(v128_load32_zero(x[0] as *const u32), x[1] as *mut u32);
+            let d = f16x4_to_f32x4(i16x8_shuffle::<0, 8, 2, 8, 1, 8, 3, 8>(h, zero()));
+            let dy = f32x4_splat(q8_k::d(core::slice::from_raw_parts(y, 4)));
+            let t = f32x4_mul(f32x4_mul(d, dy), f32x4_convert_i32x4(isums));
+            sumf = f32x4_add(sumf, f32x4_sub(t, i32x4_shuffle::<2, 3, 2, 3>(t, t)));
+        }
+    }
+    out[0] = f32x4_extract_lane::<0>(sumf);
+    out[1] = f32x4_extract_lane::<1>(sumf);
+}
+
+struct Q4KCodes;
+
+impl K4Codes for Q4KCodes {
+    const WB: usize = q4_k::BLOCK_BYTES;
+
+    #[inline(always)]
+    unsafe fn codes(x: *const u8, c: usize) -> [v128; 4] {
+        // Chunk c: the low nibbles of bytes 16 + 32c.. are its first 32 codes, the
+        // high nibbles the next 32.
         let q0 = ld(x.add(16 + 32 * c));
         let q1 = ld(x.add(32 + 32 * c));
         let m = u8x16_splat(0x0F);
-        let (l0, l1) = (v128_and(q0, m), v128_and(q1, m));
-        let (h0, h1) = (v128_and(u16x8_shr(q0, 4), m), v128_and(u16x8_shr(q1, 4), m));
-        k4_chunk([l0, l1, h0, h1], row.s[c & 3], a, acc)
-    }
-
-    #[inline(always)]
-    unsafe fn term(x: *const u8, y: *const u8, row: &K4Row, isum: i32) -> f32 {
-        k4_term(x, y, row, isum)
+        [
+            v128_and(q0, m),
+            v128_and(q1, m),
+            v128_and(u16x8_shr(q0, 4), m),
+            v128_and(u16x8_shr(q1, 4), m),
+        ]
     }
 }
 
-struct Q5K;
+struct Q5KCodes;
 
-impl KFormat for Q5K {
+impl K4Codes for Q5KCodes {
     const WB: usize = q5_k::BLOCK_BYTES;
-    const CHUNK: usize = 64;
-    type Row = K4Row;
 
     #[inline(always)]
-    unsafe fn prepare(x: *const u8, y: *const u8) -> K4Row {
-        k4_prepare(x, y)
-    }
-
-    #[inline(always)]
-    unsafe fn chunk<const T: usize>(
-        x: *const u8,
-        row: &K4Row,
-        c: usize,
-        a: &[*const u8; T],
-        acc: &mut [v128; T],
-    ) {
+    unsafe fn codes(x: *const u8, c: usize) -> [v128; 4] {
         let q0 = ld(x.add(48 + 32 * c));
         let q1 = ld(x.add(64 + 32 * c));
         // Bits 2c and 2c + 1 of each `qh` byte, moved to bits 0 and 1.
         let qh0 = u16x8_shr(ld(x.add(16)), 2 * c as u32);
         let qh1 = u16x8_shr(ld(x.add(32)), 2 * c as u32);
         let (m, b4) = (u8x16_splat(0x0F), u8x16_splat(0x10));
-        let l0 = v128_or(v128_and(q0, m), v128_and(i16x8_shl(qh0, 4), b4));
-        let l1 = v128_or(v128_and(q1, m), v128_and(i16x8_shl(qh1, 4), b4));
-        let h0 = v128_or(
-            v128_and(u16x8_shr(q0, 4), m),
-            v128_and(i16x8_shl(qh0, 3), b4),
-        );
-        let h1 = v128_or(
-            v128_and(u16x8_shr(q1, 4), m),
-            v128_and(i16x8_shl(qh1, 3), b4),
-        );
-        k4_chunk([l0, l1, h0, h1], row.s[c & 3], a, acc)
-    }
-
-    #[inline(always)]
-    unsafe fn term(x: *const u8, y: *const u8, row: &K4Row, isum: i32) -> f32 {
-        k4_term(x, y, row, isum)
+        [
+            v128_or(v128_and(q0, m), v128_and(i16x8_shl(qh0, 4), b4)),
+            v128_or(v128_and(q1, m), v128_and(i16x8_shl(qh1, 4), b4)),
+            v128_or(
+                v128_and(u16x8_shr(q0, 4), m),
+                v128_and(i16x8_shl(qh0, 3), b4),
+            ),
+            v128_or(
+                v128_and(u16x8_shr(q1, 4), m),
+                v128_and(i16x8_shl(qh1, 3), b4),
+            ),
+        ]
     }
 }
+
+type Q4K = K4<Q4KCodes>;
+type Q5K = K4<Q5KCodes>;
 
 // ---------------------------------------------------------------- Q6_K
 
@@ -682,13 +759,20 @@ pub(crate) fn rows(
         }
         n
     }
+    fn two_k4<C: K4Codes>(w: &[u8], rb: usize, a: &[u8], nb: usize, out: &mut [f32]) -> usize {
+        let n = out.len() / 2 * 2;
+        for (o, wr) in out[..n].chunks_exact_mut(2).zip(w.chunks(2 * rb)) {
+            k4_two_rows::<C>(wr, rb, a, nb, o);
+        }
+        n
+    }
     match ty {
         // Two rows at a time where measured faster; Q3_K and Q6_K, with more weight
         // vectors per chunk, run out of registers with two.
         GgmlType::Q2K => go::<Q2K, 2>(w, row_bytes, a, nb, out),
         GgmlType::Q3K => go::<Q3K, 1>(w, row_bytes, a, nb, out),
-        GgmlType::Q4K => go::<Q4K, 2>(w, row_bytes, a, nb, out),
-        GgmlType::Q5K => go::<Q5K, 2>(w, row_bytes, a, nb, out),
+        GgmlType::Q4K => two_k4::<Q4KCodes>(w, row_bytes, a, nb, out),
+        GgmlType::Q5K => two_k4::<Q5KCodes>(w, row_bytes, a, nb, out),
         GgmlType::Q6K => go::<Q6K, 1>(w, row_bytes, a, nb, out),
         _ => 0,
     }

@@ -64,15 +64,15 @@ pub(super) fn dot2_u7_i8(w: v128, a: v128) -> v128 {
     }
 }
 
-/// `n`, hidden from the optimizer: loops up to it are not unrolled. (Fully unrolled
-/// kernels get all their loads hoisted to the top by LLVM, and Cranelift, which does
-/// not reorder, then spills them.)
+/// `v`, hidden from the optimizer: loops up to it are not unrolled, and loads through
+/// it stay below it. (Fully unrolled kernels get all their loads hoisted to the top by
+/// LLVM, and Cranelift, which does not reorder, then spills them.)
 #[inline(always)]
-pub(super) fn opaque(n: usize) -> usize {
+pub(super) fn opaque<T: Copy>(v: T) -> T {
     // `black_box` does not hide the value on wasm32 (LLVM still unrolls); a volatile
     // read does.
     // SAFETY: reads a local.
-    unsafe { core::ptr::read_volatile(&n) }
+    unsafe { core::ptr::read_volatile(&v) }
 }
 
 /// `dot(x, y)` per group of four bytes, both operands signed bytes (any value).
