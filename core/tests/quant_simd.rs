@@ -219,14 +219,19 @@ fn check(ty: GgmlType, w: &[u8], a: &[u8], n: usize, what: &str) {
             "{ty} {what} n={n}: simd {got} vs reference {want} ({})",
             kernels_for(ty)
         );
-        // The multi-row kernels (several rows per pass, their own block terms) on
-        // the same edge values: the row four times.
-        let mut out = [f32::NAN; 4];
-        vec_dot_rows(ty, &w.repeat(4), a, n, &mut out).unwrap();
-        for (r, o) in out.into_iter().enumerate() {
+        // The multi-row and the prefill kernels (several rows or tokens per pass,
+        // their own block terms) on the same edge values: the row four times, the
+        // activations four times.
+        let mut rows = [f32::NAN; 4];
+        vec_dot_rows(ty, &w.repeat(4), a, n, &mut rows).unwrap();
+        let mut tokens = [f32::NAN; 4];
+        vec_dot_tokens(ty, w, 1, &a.repeat(4), n, &mut tokens, 1).unwrap();
+        for (k, o) in rows.into_iter().chain(tokens).enumerate() {
             assert!(
                 o.to_bits() == want.to_bits() || (o.is_nan() && want.is_nan()),
-                "{ty} {what} n={n} rows, row {r}: simd {o} vs reference {want} ({})",
+                "{ty} {what} n={n} {} {}: simd {o} vs reference {want} ({})",
+                if k < 4 { "rows, row" } else { "tokens, token" },
+                k % 4,
                 kernels_for(ty)
             );
         }

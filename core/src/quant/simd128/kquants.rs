@@ -208,11 +208,22 @@ pub(super) fn token_tiles(ty: GgmlType, job: &super::TokenTiles, out: &mut [f32]
         }
         tiles * TT
     }
+    fn go_k4<C: K4Codes>(job: &super::TokenTiles, out: &mut [f32]) -> usize {
+        let tiles = job.tiles(4);
+        for i in 0..tiles {
+            let a = job.tokens::<4>(4 * i);
+            for r in 0..job.rows {
+                let o = k4_four_tokens::<C>(job.weights_from(r), &a, job.nb);
+                job.store::<1, 4>(out, 4 * i, r, &o.map(|v| [v]));
+            }
+        }
+        tiles * 4
+    }
     match ty {
         GgmlType::Q2K => go::<Q2K>(job, out),
         GgmlType::Q3K => go::<Q3K>(job, out),
-        GgmlType::Q4K => go::<Q4K>(job, out),
-        GgmlType::Q5K => go::<Q5K>(job, out),
+        GgmlType::Q4K => go_k4::<Q4KCodes>(job, out),
+        GgmlType::Q5K => go_k4::<Q5KCodes>(job, out),
         GgmlType::Q6K => go::<Q6K>(job, out),
         _ => 0,
     }
@@ -398,7 +409,10 @@ unsafe fn k4_scales_mins(s: *const u8) -> (v128, v128) {
         // Lanes 4..8 and 12..16: the top two bits (6, 7) moved to bits 4, 5.
         v128_and(u16x8_shr(top, 2), u64x2_splat(0x3030_3030_0000_0000)),
     );
-    (u16x8_extend_low_u8x16(bytes), u16x8_extend_high_u8x16(bytes))
+    (
+        u16x8_extend_low_u8x16(bytes),
+        u16x8_extend_high_u8x16(bytes),
+    )
 }
 
 /// The sums of the activation codes of each 32-element group (the Q4_K/Q5_K scale
@@ -549,6 +563,55 @@ fn k4_two_rows<C: K4Codes>(w: &[u8], row_bytes: usize, a: &[u8], nb: usize, out:
     }
     out[0] = f32x4_extract_lane::<0>(sumf);
     out[1] = f32x4_extract_lane::<1>(sumf);
+}
+
+/// Prefill, Q4_K/Q5_K: one weight row (`nb` super-blocks of `w`) against four
+/// activation rows, each chunk's codes unpacked once for the four; as
+/// [`k4_two_rows`], chunks unrolled and the block terms of the four tokens one vector
+/// computation (`d * [dy_t] * [isum_t] - dmin * [dy_t] * [summins_t]`).
+#[inline(always)]
+fn k4_four_tokens<C: K4Codes>(w: &[u8], a: &[&[u8]; 4], nb: usize) -> [f32; 4] {
+    // Every pointer below stays inside the first `nb` blocks of `w` and of each `a[t]`.
+    assert!(w.len() >= nb * C::WB && a.iter().all(|a| a.len() >= nb * AB));
+    let mut sumf = f32x4_splat(0.0);
+    for i in 0..nb {
+        // SAFETY: block i of `w` and of every `a[t]` is in bounds (checked above).
+        unsafe {
+            let x = w.as_ptr().add(i * C::WB);
+            let y: [*const u8; 4] = core::array::from_fn(|t| a[t].as_ptr().add(i * AB));
+            let (sc, mn) = k4_scales_mins(x.add(4));
+            let mut acc = [zero(); 4];
+            macro_rules! chunk {
+                ($c:literal) => {
+                    let q8 = y.map(|y| y.add(A_QS + 64 * $c));
+                    let (s_lo, s_hi) = (splat16::<{ 2 * $c }>(sc), splat16::<{ 2 * $c + 1 }>(sc));
+                    k4_chunk(C::codes(x, $c), s_lo, s_hi, &q8, &mut acc);
+                    // As in `kernel`.
+                    acc = opaque(acc);
+                };
+            }
+            chunk!(0);
+            chunk!(1);
+            chunk!(2);
+            chunk!(3);
+            let isums = hsum4(acc[0], acc[1], acc[2], acc[3]);
+            let [m0, m1, m2, m3] = y.map(|y| i32x4_dot_i16x8(q8k_group32_sums(y), mn));
+            let summins = hsum4(m0, m1, m2, m3);
+            let dy = f32x4(
+                q8_k::d(core::slice::from_raw_parts(y[0], 4)),
+                q8_k::d(core::slice::from_raw_parts(y[1], 4)),
+                q8_k::d(core::slice::from_raw_parts(y[2], 4)),
+                q8_k::d(core::slice::from_raw_parts(y[3], 4)),
+            );
+            let (d, dmin) = (f32x4_splat(f16_at(x)), f32x4_splat(f16_at(x.add(2))));
+            let t = f32x4_sub(
+                f32x4_mul(f32x4_mul(d, dy), f32x4_convert_i32x4(isums)),
+                f32x4_mul(f32x4_mul(dmin, dy), f32x4_convert_i32x4(summins)),
+            );
+            sumf = f32x4_add(sumf, t);
+        }
+    }
+    f32_lanes(sumf)
 }
 
 struct Q4KCodes;
