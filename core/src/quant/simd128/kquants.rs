@@ -115,6 +115,26 @@ trait KFormat {
     ///
     /// Safety: `x` and `y` point to whole blocks.
     unsafe fn term(x: *const u8, y: *const u8, row: &Self::Row, isum: i32) -> f32;
+    /// The block's `f32` terms of four tokens as one vector computation: lane `t`
+    /// equals `term(x, y[t], &rows[t], isums[t])`.
+    ///
+    /// Safety: `x` and each `y[t]` point to whole blocks.
+    unsafe fn terms4(x: *const u8, y: &[*const u8; 4], rows: &[Self::Row; 4], isums: v128) -> v128;
+}
+
+/// The scales `d` of four Q8_K blocks. Safety: each `y[t]` is a Q8_K block.
+#[inline(always)]
+unsafe fn q8k_d4(y: &[*const u8; 4]) -> v128 {
+    let d = |t: usize| q8_k::d(core::slice::from_raw_parts(y[t], 4));
+    f32x4(d(0), d(1), d(2), d(3))
+}
+
+/// `d * dy * (isum - k * corr)` per lane, as the scalar Q3_K/Q6_K terms
+/// `d * dy * isum.wrapping_sub(corr.wrapping_mul(k)) as f32` (`k` a power of two).
+#[inline(always)]
+fn offset_terms<const LOG2_K: u32>(d: f32, dy: v128, isums: v128, corr: v128) -> v128 {
+    let isums = i32x4_sub(isums, i32x4_shl(corr, LOG2_K));
+    f32x4_mul(f32x4_mul(f32x4_splat(d), dy), f32x4_convert_i32x4(isums))
 }
 
 /// `out[r] = dot(row r, activations)` for `R` weight rows `row_bytes` apart in `w`,
@@ -159,14 +179,16 @@ fn kernel<F: KFormat, const R: usize>(
     out[..R].copy_from_slice(&sumf);
 }
 
-/// One weight row (`nb` super-blocks of `w`) against `T` activation rows `a[t]`: each
-/// chunk's weight codes unpacked once for the `T` tokens (prefill); per token, the
-/// same integer sums and `f32` terms in the same order as [`kernel`].
+/// One weight row (`nb` super-blocks of `w`) against four activation rows `a[t]`:
+/// each chunk's weight codes unpacked once for the four tokens (prefill); per token,
+/// the same integer sums and `f32` terms in the same order as [`kernel`], the four
+/// tokens' terms computed as one vector.
 #[inline(always)]
-fn kernel_tokens<F: KFormat, const T: usize>(w: &[u8], a: &[&[u8]; T], nb: usize) -> [f32; T] {
+fn kernel_tokens<F: KFormat>(w: &[u8], a: &[&[u8]; TILE_TOKENS], nb: usize) -> [f32; TILE_TOKENS] {
+    const T: usize = TILE_TOKENS;
     // Every pointer below stays inside the first `nb` blocks of `w` and of each `a[t]`.
     assert!(w.len() >= nb * F::WB && a.iter().all(|a| a.len() >= nb * AB));
-    let mut sumf = [0f32; T];
+    let mut sumf = f32x4_splat(0.0);
     for i in 0..nb {
         // SAFETY: block i of `w` and of every `a[t]` is in bounds (checked above).
         unsafe {
@@ -180,12 +202,11 @@ fn kernel_tokens<F: KFormat, const T: usize>(w: &[u8], a: &[&[u8]; T], nb: usize
                 // As in `kernel`.
                 acc = opaque(acc);
             }
-            for t in 0..T {
-                sumf[t] += F::term(x, y[t], &rows[t], hsum(acc[t]));
-            }
+            let isums = hsum4(acc[0], acc[1], acc[2], acc[3]);
+            sumf = f32x4_add(sumf, F::terms4(x, &y, &rows, isums));
         }
     }
-    sumf
+    f32_lanes(sumf)
 }
 
 /// Activation rows per tile of [`token_tiles`].
@@ -195,36 +216,31 @@ const TILE_TOKENS: usize = 4;
 /// blocks are super-blocks). Returns how many activation rows were done (whole tiles,
 /// from the first), 0 for formats without a tile kernel.
 pub(super) fn token_tiles(ty: GgmlType, job: &super::TokenTiles, out: &mut [f32]) -> usize {
-    fn go<F: KFormat>(job: &super::TokenTiles, out: &mut [f32]) -> usize {
+    type Tile = [f32; TILE_TOKENS];
+    #[inline(always)]
+    fn go(
+        job: &super::TokenTiles,
+        out: &mut [f32],
+        kernel: impl Fn(&[u8], &[&[u8]; TILE_TOKENS], usize) -> Tile,
+    ) -> usize {
         const TT: usize = TILE_TOKENS;
         let tiles = job.tiles(TT);
         for i in 0..tiles {
             let t0 = i * TT;
             let a = job.tokens::<TT>(t0);
             for r in 0..job.rows {
-                let o = kernel_tokens::<F, TT>(job.weights_from(r), &a, job.nb);
+                let o = kernel(job.weights_from(r), &a, job.nb);
                 job.store::<1, TT>(out, t0, r, &o.map(|v| [v]));
             }
         }
         tiles * TT
     }
-    fn go_k4<C: K4Codes>(job: &super::TokenTiles, out: &mut [f32]) -> usize {
-        let tiles = job.tiles(4);
-        for i in 0..tiles {
-            let a = job.tokens::<4>(4 * i);
-            for r in 0..job.rows {
-                let o = k4_four_tokens::<C>(job.weights_from(r), &a, job.nb);
-                job.store::<1, 4>(out, 4 * i, r, &o.map(|v| [v]));
-            }
-        }
-        tiles * 4
-    }
     match ty {
-        GgmlType::Q2K => go::<Q2K>(job, out),
-        GgmlType::Q3K => go::<Q3K>(job, out),
-        GgmlType::Q4K => go_k4::<Q4KCodes>(job, out),
-        GgmlType::Q5K => go_k4::<Q5KCodes>(job, out),
-        GgmlType::Q6K => go::<Q6K>(job, out),
+        GgmlType::Q2K => go(job, out, kernel_tokens::<Q2K>),
+        GgmlType::Q3K => go(job, out, kernel_tokens::<Q3K>),
+        GgmlType::Q4K => go(job, out, k4_four_tokens::<Q4KCodes>),
+        GgmlType::Q5K => go(job, out, k4_four_tokens::<Q5KCodes>),
+        GgmlType::Q6K => go(job, out, kernel_tokens::<Q6K>),
         _ => 0,
     }
 }
@@ -297,6 +313,18 @@ impl KFormat for Q2K {
         let dall = dy * f16_at(x.add(80));
         let dmin = dy * f16_at(x.add(82));
         dall * isum as f32 - dmin * row.summs as f32
+    }
+
+    #[inline(always)]
+    unsafe fn terms4(x: *const u8, y: &[*const u8; 4], rows: &[Q2Row; 4], isums: v128) -> v128 {
+        let dy = q8k_d4(y);
+        let summs = i32x4(rows[0].summs, rows[1].summs, rows[2].summs, rows[3].summs);
+        let dall = f32x4_mul(dy, f32x4_splat(f16_at(x.add(80))));
+        let dmin = f32x4_mul(dy, f32x4_splat(f16_at(x.add(82))));
+        f32x4_sub(
+            f32x4_mul(dall, f32x4_convert_i32x4(isums)),
+            f32x4_mul(dmin, f32x4_convert_i32x4(summs)),
+        )
     }
 }
 
@@ -384,6 +412,12 @@ impl KFormat for Q3K {
         let isum = isum.wrapping_sub(row.offs.wrapping_mul(4));
         f16_at(x.add(108)) * q8_k::d(core::slice::from_raw_parts(y, 4)) * isum as f32
     }
+
+    #[inline(always)]
+    unsafe fn terms4(x: *const u8, y: &[*const u8; 4], rows: &[Q3Row; 4], isums: v128) -> v128 {
+        let offs = i32x4(rows[0].offs, rows[1].offs, rows[2].offs, rows[3].offs);
+        offset_terms::<2>(f16_at(x.add(108)), q8k_d4(y), isums, offs)
+    }
 }
 
 // ---------------------------------------------------------------- Q4_K / Q5_K
@@ -426,13 +460,6 @@ unsafe fn q8k_group32_sums(y: *const u8) -> v128 {
     )
 }
 
-/// Q4_K/Q5_K: the scales of chunk `c` in lanes 0 and 1 of `s[c]`, and
-/// `sum(group sums * mins)`.
-struct K4Row {
-    s: [v128; 4],
-    summins: i32,
-}
-
 /// Q4_K and Q5_K share the scales, the mins and the block term; they differ in where
 /// a chunk's codes are stored.
 trait K4Codes {
@@ -466,79 +493,48 @@ unsafe fn k4_chunk<const T: usize>(
     }
 }
 
-/// A [`KFormat`] of the K4 codes `C`.
-struct K4<C>(core::marker::PhantomData<C>);
-
-impl<C: K4Codes> KFormat for K4<C> {
-    const WB: usize = C::WB;
-    const CHUNK: usize = 64;
-    type Row = K4Row;
-
-    #[inline(always)]
-    unsafe fn prepare(x: *const u8, y: *const u8) -> K4Row {
-        let (sc, mn) = k4_scales_mins(x.add(4));
-        K4Row {
-            s: [
-                sc,
-                i32x4_shuffle::<1, 1, 1, 1>(sc, sc),
-                i32x4_shuffle::<2, 2, 2, 2>(sc, sc),
-                i32x4_shuffle::<3, 3, 3, 3>(sc, sc),
-            ],
-            summins: hsum(i32x4_dot_i16x8(q8k_group32_sums(y), mn)),
-        }
-    }
-
-    #[inline(always)]
-    unsafe fn chunk<const T: usize>(
-        x: *const u8,
-        row: &K4Row,
-        c: usize,
-        a: &[*const u8; T],
-        acc: &mut [v128; T],
-    ) {
-        let s = row.s[c & 3];
-        k4_chunk(C::codes(x, c), splat16::<0>(s), splat16::<1>(s), a, acc)
-    }
-
-    /// `d * dy * isum - dmin * dy * summins`, as the scalar Q4_K/Q5_K kernels.
-    #[inline(always)]
-    unsafe fn term(x: *const u8, y: *const u8, row: &K4Row, isum: i32) -> f32 {
-        let dy = q8_k::d(core::slice::from_raw_parts(y, 4));
-        f16_at(x) * dy * isum as f32 - f16_at(x.add(2)) * dy * row.summins as f32
-    }
-}
-
-/// Decoding, Q4_K/Q5_K: two weight rows `row_bytes` apart in `w` against one Q8_K
-/// activation row, `nb` super-blocks each. The same sums and `f32` terms as
-/// [`kernel`], but laid out for the 128-element-per-row loop body: the four chunks
-/// unrolled (each chunk's scales are constant lane picks), and the block terms of
-/// both rows computed as one vector (`[d0, d1, dmin0, dmin1] * dy * [isum0, isum1,
-/// summins0, summins1]`), with the `f16` widening and the 6-bit scales decoded in
-/// vector lanes.
+/// Decoding, Q4_K/Q5_K: `R` (1 or 2) weight rows `row_bytes` apart in `w` against one
+/// Q8_K activation row, `nb` super-blocks each, with the sums and `f32` terms of the
+/// scalar kernel, in its order. Laid out for the loop body: the four chunks unrolled
+/// (each chunk's scales are constant lane picks), the 6-bit scales and mins decoded in
+/// vector lanes, and the block terms of both rows one vector computation
+/// (`[d0, d1, dmin0, dmin1] * dy * [isum0, isum1, summins0, summins1]`; with one row,
+/// its lanes twice).
 #[inline(always)]
-fn k4_two_rows<C: K4Codes>(w: &[u8], row_bytes: usize, a: &[u8], nb: usize, out: &mut [f32]) {
-    // Every pointer below stays inside the first `nb` blocks of both rows and of `a`.
-    assert!(row_bytes >= nb * C::WB && a.len() >= nb * AB && out.len() >= 2);
-    assert!(w.len() >= row_bytes + nb * C::WB);
-    let x0 = [w.as_ptr(), w[row_bytes..].as_ptr()];
+fn k4_rows<C: K4Codes, const R: usize>(
+    w: &[u8],
+    row_bytes: usize,
+    a: &[u8],
+    nb: usize,
+    out: &mut [f32],
+) {
+    const { assert!(R == 1 || R == 2) };
+    // Every pointer below stays inside the first `nb` blocks of the rows and of `a`.
+    assert!(row_bytes >= nb * C::WB && a.len() >= nb * AB && out.len() >= R);
+    assert!(w.len() >= (R - 1) * row_bytes + nb * C::WB);
+    let x0: [*const u8; R] = core::array::from_fn(|r| w[r * row_bytes..].as_ptr());
     let mut sumf = f32x4_splat(0.0);
     for i in 0..nb {
-        // SAFETY: block i of both rows and of `a` is in bounds (checked above).
+        // SAFETY: block i of the rows and of `a` is in bounds (checked above).
         unsafe {
             let x = x0.map(|x| x.add(i * C::WB));
             let y = a.as_ptr().add(i * AB);
             let sm = x.map(|x| k4_scales_mins(x.add(4)));
-            let mut acc = [zero(); 2];
+            let mut acc = [zero(); R];
             macro_rules! chunk {
                 ($c:literal) => {
                     let q8 = [y.add(A_QS + 64 * $c)];
-                    for r in 0..2 {
+                    for r in 0..R {
                         let s = sm[r].0;
-                        let mut a = [acc[r]];
                         let (s_lo, s_hi) = (splat16::<{ 2 * $c }>(s), splat16::<{ 2 * $c + 1 }>(s));
+                        let mut a = [acc[r]];
                         k4_chunk(C::codes(x[r], $c), s_lo, s_hi, &q8, &mut a);
                         acc[r] = a[0];
                     }
+                    // Unrolled, LLVM would schedule the loads of all the chunks first
+                    // (and Cranelift, which does not reorder, spill them): the
+                    // accumulators through `opaque` keep each chunk's work above the
+                    // next one's loads.
                     acc = opaque(acc);
                 };
             }
@@ -549,26 +545,26 @@ fn k4_two_rows<C: K4Codes>(w: &[u8], row_bytes: usize, a: &[u8], nb: usize, out:
             let g = q8k_group32_sums(y);
             let isums = hsum4(
                 acc[0],
-                acc[1],
+                acc[R - 1],
                 i32x4_dot_i16x8(g, sm[0].1),
-                i32x4_dot_i16x8(g, sm[1].1),
+                i32x4_dot_i16x8(g, sm[R - 1].1),
             );
             // u16 lanes [d0, dmin0, d1, dmin1] spread to u32 lanes [d0, d1, dmin0, dmin1].
-            let h = v128_load32_lane::<1>(v128_load32_zero(x[0] as *const u32), x[1] as *mut u32);
+            let h = v128_load32_zero(x[0] as *const u32);
+            let h = v128_load32_lane::<1>(h, x[R - 1] as *mut u32);
             let d = f16x4_to_f32x4(i16x8_shuffle::<0, 8, 2, 8, 1, 8, 3, 8>(h, zero()));
             let dy = f32x4_splat(q8_k::d(core::slice::from_raw_parts(y, 4)));
             let t = f32x4_mul(f32x4_mul(d, dy), f32x4_convert_i32x4(isums));
             sumf = f32x4_add(sumf, f32x4_sub(t, i32x4_shuffle::<2, 3, 2, 3>(t, t)));
         }
     }
-    out[0] = f32x4_extract_lane::<0>(sumf);
-    out[1] = f32x4_extract_lane::<1>(sumf);
+    out[..R].copy_from_slice(&f32_lanes(sumf)[..R]);
 }
 
 /// Prefill, Q4_K/Q5_K: one weight row (`nb` super-blocks of `w`) against four
-/// activation rows, each chunk's codes unpacked once for the four; as
-/// [`k4_two_rows`], chunks unrolled and the block terms of the four tokens one vector
-/// computation (`d * [dy_t] * [isum_t] - dmin * [dy_t] * [summins_t]`).
+/// activation rows, each chunk's codes unpacked once for the four; as [`k4_rows`],
+/// the chunks unrolled and the four tokens' block terms one vector computation
+/// (`d * [dy_t] * [isum_t] - dmin * [dy_t] * [summins_t]`).
 #[inline(always)]
 fn k4_four_tokens<C: K4Codes>(w: &[u8], a: &[&[u8]; 4], nb: usize) -> [f32; 4] {
     // Every pointer below stays inside the first `nb` blocks of `w` and of each `a[t]`.
@@ -586,7 +582,7 @@ fn k4_four_tokens<C: K4Codes>(w: &[u8], a: &[&[u8]; 4], nb: usize) -> [f32; 4] {
                     let q8 = y.map(|y| y.add(A_QS + 64 * $c));
                     let (s_lo, s_hi) = (splat16::<{ 2 * $c }>(sc), splat16::<{ 2 * $c + 1 }>(sc));
                     k4_chunk(C::codes(x, $c), s_lo, s_hi, &q8, &mut acc);
-                    // As in `kernel`.
+                    // As in `k4_rows`.
                     acc = opaque(acc);
                 };
             }
@@ -597,12 +593,7 @@ fn k4_four_tokens<C: K4Codes>(w: &[u8], a: &[&[u8]; 4], nb: usize) -> [f32; 4] {
             let isums = hsum4(acc[0], acc[1], acc[2], acc[3]);
             let [m0, m1, m2, m3] = y.map(|y| i32x4_dot_i16x8(q8k_group32_sums(y), mn));
             let summins = hsum4(m0, m1, m2, m3);
-            let dy = f32x4(
-                q8_k::d(core::slice::from_raw_parts(y[0], 4)),
-                q8_k::d(core::slice::from_raw_parts(y[1], 4)),
-                q8_k::d(core::slice::from_raw_parts(y[2], 4)),
-                q8_k::d(core::slice::from_raw_parts(y[3], 4)),
-            );
+            let dy = q8k_d4(&y);
             let (d, dmin) = (f32x4_splat(f16_at(x)), f32x4_splat(f16_at(x.add(2))));
             let t = f32x4_sub(
                 f32x4_mul(f32x4_mul(d, dy), f32x4_convert_i32x4(isums)),
@@ -662,9 +653,6 @@ impl K4Codes for Q5KCodes {
         ]
     }
 }
-
-type Q4K = K4<Q4KCodes>;
-type Q5K = K4<Q5KCodes>;
 
 // ---------------------------------------------------------------- Q6_K
 
@@ -770,6 +758,12 @@ impl KFormat for Q6K {
         let isum = isum.wrapping_sub(row.offs.wrapping_mul(32));
         f16_at(x.add(208)) * q8_k::d(core::slice::from_raw_parts(y, 4)) * isum as f32
     }
+
+    #[inline(always)]
+    unsafe fn terms4(x: *const u8, y: &[*const u8; 4], rows: &[Q6Row; 4], isums: v128) -> v128 {
+        let offs = i32x4(rows[0].offs, rows[1].offs, rows[2].offs, rows[3].offs);
+        offset_terms::<5>(f16_at(x.add(208)), q8k_d4(y), isums, offs)
+    }
 }
 
 // ---------------------------------------------------------------- entry points
@@ -786,12 +780,16 @@ pub(crate) fn q3_k_q8_k(w: &[u8], a: &[u8], nb: usize) -> f32 {
 
 /// Q4_K · Q8_K.
 pub(crate) fn q4_k_q8_k(w: &[u8], a: &[u8], nb: usize) -> f32 {
-    one::<Q4K>(w, a, nb)
+    let mut out = [0f32];
+    k4_rows::<Q4KCodes, 1>(w, nb * Q4KCodes::WB, a, nb, &mut out);
+    out[0]
 }
 
 /// Q5_K · Q8_K.
 pub(crate) fn q5_k_q8_k(w: &[u8], a: &[u8], nb: usize) -> f32 {
-    one::<Q5K>(w, a, nb)
+    let mut out = [0f32];
+    k4_rows::<Q5KCodes, 1>(w, nb * Q5KCodes::WB, a, nb, &mut out);
+    out[0]
 }
 
 /// Q6_K · Q8_K.
@@ -809,34 +807,26 @@ pub(crate) fn rows(
     nb: usize,
     out: &mut [f32],
 ) -> usize {
-    fn go<F: KFormat, const R: usize>(
-        w: &[u8],
-        rb: usize,
-        a: &[u8],
-        nb: usize,
-        out: &mut [f32],
+    #[inline(always)]
+    fn go<const R: usize>(
+        (w, rb, a, nb, out): (&[u8], usize, &[u8], usize, &mut [f32]),
+        kernel: impl Fn(&[u8], usize, &[u8], usize, &mut [f32]),
     ) -> usize {
         let n = out.len() / R * R;
         for (o, wr) in out[..n].chunks_exact_mut(R).zip(w.chunks(R * rb)) {
-            kernel::<F, R>(wr, rb, a, nb, o);
+            kernel(wr, rb, a, nb, o);
         }
         n
     }
-    fn two_k4<C: K4Codes>(w: &[u8], rb: usize, a: &[u8], nb: usize, out: &mut [f32]) -> usize {
-        let n = out.len() / 2 * 2;
-        for (o, wr) in out[..n].chunks_exact_mut(2).zip(w.chunks(2 * rb)) {
-            k4_two_rows::<C>(wr, rb, a, nb, o);
-        }
-        n
-    }
+    let job = (w, row_bytes, a, nb, out);
     match ty {
         // Two rows at a time where measured faster; Q3_K and Q6_K, with more weight
         // vectors per chunk, run out of registers with two.
-        GgmlType::Q2K => go::<Q2K, 2>(w, row_bytes, a, nb, out),
-        GgmlType::Q3K => go::<Q3K, 1>(w, row_bytes, a, nb, out),
-        GgmlType::Q4K => two_k4::<Q4KCodes>(w, row_bytes, a, nb, out),
-        GgmlType::Q5K => two_k4::<Q5KCodes>(w, row_bytes, a, nb, out),
-        GgmlType::Q6K => go::<Q6K, 1>(w, row_bytes, a, nb, out),
+        GgmlType::Q2K => go::<2>(job, kernel::<Q2K, 2>),
+        GgmlType::Q3K => go::<1>(job, kernel::<Q3K, 1>),
+        GgmlType::Q4K => go::<2>(job, k4_rows::<Q4KCodes, 2>),
+        GgmlType::Q5K => go::<2>(job, k4_rows::<Q5KCodes, 2>),
+        GgmlType::Q6K => go::<1>(job, kernel::<Q6K, 1>),
         _ => 0,
     }
 }
