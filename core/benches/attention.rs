@@ -18,21 +18,10 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use chord_core::ops::{attend, attend_reference, AttnKernel, AttnScratch};
+use chord_core::ops::{attend, attend_reference, AttnKernel, AttnScratch, AttnShape};
 use chord_core::quant::simd128::KERNELS;
 
-type Attend = fn(
-    &[f32],
-    &[f32],
-    &[f32],
-    usize,
-    usize,
-    usize,
-    usize,
-    &mut [f32],
-    &mut AttnScratch,
-    AttnKernel,
-);
+type Attend = fn(&[f32], &[f32], &[f32], AttnShape, &mut [f32], &mut AttnScratch, AttnKernel);
 
 /// Best time of one pass of `f`, repeated for at least `secs` (after one warm-up).
 fn time(secs: f64, mut f: impl FnMut()) -> Duration {
@@ -107,10 +96,7 @@ fn main() {
                         black_box(&q[t * d..(t + 1) * d]),
                         &keys,
                         &values,
-                        t,
-                        n_head,
-                        n_head_kv,
-                        head_dim,
+                        AttnShape::causal(t, n_head, n_head_kv, head_dim),
                         &mut out[t * d..(t + 1) * d],
                         &mut scratch,
                         AttnKernel::for_batch(ctx),

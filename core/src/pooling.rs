@@ -231,7 +231,7 @@ pub enum EmbedError {
     InvalidInput(String),
     #[error(transparent)]
     Engine(#[from] EngineError),
-    #[error("architecture '{0}' cannot embed (supported: bert, llama, qwen2)")]
+    #[error("architecture '{0}' cannot embed (supported: bert, llama, qwen2, gemma3)")]
     UnsupportedArchitecture(String),
 }
 
@@ -433,7 +433,7 @@ pub fn load_gguf_embedder<S: ByteSource + ?Sized>(
     let g = Gguf::read_header(header)?;
     match g.architecture()? {
         "bert" => Ok(Box::new(crate::bert::BertEmbedder::from_gguf(&g, weights)?)),
-        "llama" | "qwen2" => Ok(Box::new(Engine::from_gguf(&g, weights)?)),
+        "llama" | "qwen2" | "gemma3" => Ok(Box::new(Engine::from_gguf(&g, weights)?)),
         other => Err(EmbedError::UnsupportedArchitecture(other.to_string())),
     }
 }

@@ -18,7 +18,7 @@
 //! with and without a 64-element step and with tails of every length mod 4; grouped
 //! and plain heads; both kernels; every position of a prefill.
 
-use chord_core::ops::{attend, attend_reference, AttnKernel, AttnScratch};
+use chord_core::ops::{attend, attend_reference, AttnKernel, AttnScratch, AttnShape};
 
 /// xorshift64*: deterministic and dependency-free.
 struct Rng(u64);
@@ -41,6 +41,8 @@ struct Case {
     n_head_kv: usize,
     head_dim: usize,
     positions: usize,
+    /// A sliding window (Gemma 3), or every earlier position.
+    window: Option<usize>,
 }
 
 /// Runs both implementations at every position `0..positions` and compares.
@@ -53,13 +55,12 @@ fn compare(case: &Case, q: &[f32], keys: &[f32], values: &[f32], what: &str) {
             let qp = &q[pos * d..(pos + 1) * d];
             let mut got = vec![0f32; d];
             let mut want = vec![0f32; d];
-            let args = (case.n_head, case.n_head_kv, case.head_dim);
-            attend(
-                qp, keys, values, pos, args.0, args.1, args.2, &mut got, &mut s1, kernel,
-            );
-            attend_reference(
-                qp, keys, values, pos, args.0, args.1, args.2, &mut want, &mut s2, kernel,
-            );
+            let mut shape = AttnShape::causal(pos, case.n_head, case.n_head_kv, case.head_dim);
+            if let Some(w) = case.window {
+                shape = shape.window(w);
+            }
+            attend(qp, keys, values, shape, &mut got, &mut s1, kernel);
+            attend_reference(qp, keys, values, shape, &mut want, &mut s2, kernel);
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                 assert!(
                     g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
@@ -87,18 +88,28 @@ fn simd_attention_matches_the_scalar_reference() {
             n_head_kv: 3,
             head_dim: 64,
             positions: 70,
+            window: None,
         },
         Case {
             n_head: 4,
             n_head_kv: 4,
             head_dim: 128,
             positions: 40,
+            window: None,
         },
         Case {
             n_head: 2,
             n_head_kv: 1,
             head_dim: 80,
             positions: 33,
+            window: None,
+        },
+        Case {
+            n_head: 4,
+            n_head_kv: 1,
+            head_dim: 64,
+            positions: 50,
+            window: Some(7),
         },
     ];
     for case in &cases {
@@ -148,6 +159,7 @@ fn every_head_size_tail() {
             n_head_kv: 1,
             head_dim,
             positions: 20,
+            window: None,
         };
         let mut f = |r: &mut Rng| r.unit() * 2.0;
         let q = filled(&mut rng, case.positions * 2 * head_dim, &mut f);

@@ -8,6 +8,10 @@ use crate::gguf::{Gguf, Metadata};
 pub enum Architecture {
     Llama,
     Qwen2,
+    /// Gemma 3: scaled embeddings, RMS-normed queries and keys, norms after the
+    /// attention and the feed-forward blocks too, GELU-gated feed-forward, and sliding
+    /// window attention in five layers of six.
+    Gemma3,
 }
 
 impl Architecture {
@@ -15,6 +19,7 @@ impl Architecture {
         match name {
             "llama" => Some(Self::Llama),
             "qwen2" => Some(Self::Qwen2),
+            "gemma3" => Some(Self::Gemma3),
             _ => None,
         }
     }
@@ -23,6 +28,7 @@ impl Architecture {
         match self {
             Self::Llama => "llama",
             Self::Qwen2 => "qwen2",
+            Self::Gemma3 => "gemma3",
         }
     }
 
@@ -30,7 +36,7 @@ impl Architecture {
     pub fn rope_style(self) -> RopeStyle {
         match self {
             Self::Llama => RopeStyle::Normal,
-            Self::Qwen2 => RopeStyle::Neox,
+            Self::Qwen2 | Self::Gemma3 => RopeStyle::Neox,
         }
     }
 }
@@ -40,6 +46,22 @@ impl Architecture {
 pub enum RopeStyle {
     Normal,
     Neox,
+}
+
+/// Sliding-window attention (Gemma 3): every layer but the last of each group of
+/// `pattern` sees only the `window` latest positions, and rotates with its own RoPE base.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SlidingWindow {
+    pub window: usize,
+    pub pattern: usize,
+    pub rope_freq_base: f32,
+}
+
+impl SlidingWindow {
+    /// Whether layer `il` uses the window (llama.cpp's `set_swa_pattern`).
+    pub fn applies_to(&self, il: usize) -> bool {
+        il % self.pattern < self.pattern - 1
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -57,6 +79,12 @@ pub struct DecoderConfig {
     /// 1 / `rope.scaling.factor` for linear scaling, 1 otherwise.
     pub rope_freq_scale: f32,
     pub rms_eps: f32,
+    /// Sliding-window attention: the window (`attention.sliding_window`, keys closer
+    /// than it to the query are seen) and which layers use it, with their RoPE base.
+    pub sliding_window: Option<SlidingWindow>,
+    /// What the queries are multiplied by before `K·q`: `1/sqrt(head_dim)` (Gemma 3
+    /// scales the queries themselves, as llama.cpp's graph does).
+    pub attn_scale: f32,
     /// The context the model was trained for (`context_length`).
     pub n_ctx_train: usize,
     pub vocab_size: usize,
@@ -92,9 +120,30 @@ impl DecoderConfig {
             Some(n) => n as usize,
             None => md.get_array("tokenizer.ggml.tokens")?.len(),
         };
+        let n_layer = usize_key("block_count")?;
+        let sliding_window = match (arch, md.get_u32_opt(&key("attention.sliding_window"))?) {
+            (Architecture::Gemma3, Some(w)) if w > 0 => Some(SlidingWindow {
+                window: w as usize,
+                pattern: md
+                    .get_u32_opt(&key("attention.sliding_window_pattern"))?
+                    .map_or(6, |p| p as usize),
+                rope_freq_base: md
+                    .get_f32_opt(&key("rope.freq_base_swa"))?
+                    .unwrap_or(10_000.0),
+            }),
+            _ => None,
+        };
+        // Gemma 3 27B (62 layers) scales by the width per head, the others by the key
+        // length (llama.cpp's `f_attention_scale`).
+        let attn_scale = match arch {
+            Architecture::Gemma3 if n_layer == 62 && n_head > 0 => {
+                1.0 / ((n_embd / n_head) as f32).sqrt()
+            }
+            _ => 1.0 / (head_dim as f32).sqrt(),
+        };
         let cfg = Self {
             arch,
-            n_layer: usize_key("block_count")?,
+            n_layer,
             n_embd,
             n_ff: usize_key("feed_forward_length")?,
             n_head,
@@ -106,6 +155,8 @@ impl DecoderConfig {
             rms_eps: md
                 .get_f32_opt(&key("attention.layer_norm_rms_epsilon"))?
                 .unwrap_or(1e-5),
+            sliding_window,
+            attn_scale,
             n_ctx_train: usize_key("context_length")?,
             vocab_size,
         };
@@ -131,9 +182,16 @@ impl DecoderConfig {
                 self.n_head, self.n_head_kv
             ));
         }
-        if self.head_dim == 0 || self.head_dim * self.n_head != self.n_embd {
+        // Gemma's heads are wider than embedding_length / head_count; Llama's and
+        // Qwen2's are exactly that.
+        let q_dim = self.head_dim.saturating_mul(self.n_head);
+        let q_dim_ok = match self.arch {
+            Architecture::Gemma3 => q_dim <= 1 << 16,
+            _ => q_dim == self.n_embd,
+        };
+        if self.head_dim == 0 || !q_dim_ok {
             return bad(format!(
-                "head dimension {} x {} heads != embedding_length {}",
+                "head dimension {} x {} heads for embedding_length {}",
                 self.head_dim, self.n_head, self.n_embd
             ));
         }
@@ -146,6 +204,14 @@ impl DecoderConfig {
         if !(self.rope_freq_base.is_finite() && self.rope_freq_base > 0.0) {
             return bad(format!("rope.freq_base {}", self.rope_freq_base));
         }
+        if let Some(w) = self.sliding_window {
+            if w.pattern == 0 || !(w.rope_freq_base.is_finite() && w.rope_freq_base > 0.0) {
+                return bad(format!(
+                    "sliding window pattern {} / rope.freq_base_swa {}",
+                    w.pattern, w.rope_freq_base
+                ));
+            }
+        }
         if !(self.rms_eps.is_finite() && self.rms_eps >= 0.0) {
             return bad(format!("layer_norm_rms_epsilon {}", self.rms_eps));
         }
@@ -157,6 +223,11 @@ impl DecoderConfig {
 
     pub fn kv_dim(&self) -> usize {
         self.head_dim * self.n_head_kv
+    }
+
+    /// Width of the queries and of the attention output: `head_dim * n_head`.
+    pub fn q_dim(&self) -> usize {
+        self.head_dim * self.n_head
     }
 }
 

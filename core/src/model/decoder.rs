@@ -1,10 +1,16 @@
-//! The llama-family decoder (llama, qwen2), read top to bottom:
+//! The llama-family decoder (llama, qwen2, gemma3), read top to bottom:
 //! embed → per layer [RMSNorm → Q/K/V (+bias) → RoPE → causal GQA attention → output
 //! projection → residual → RMSNorm → SwiGLU feed-forward → residual] → RMSNorm → logits.
+//!
+//! Gemma 3 on the same path: embeddings scaled by `sqrt(n_embd)`, queries and keys
+//! RMS-normed per head before RoPE and the queries scaled before `K·q`, sliding-window
+//! attention (and its own RoPE base) in five layers of six, the attention and the
+//! feed-forward outputs RMS-normed before their residuals, and a GELU-gated
+//! feed-forward.
 
-use super::{DecoderConfig, KvCache, ModelError};
+use super::{Architecture, DecoderConfig, KvCache, ModelError};
 use crate::gguf::{Gguf, TensorInfo};
-use crate::ops::{self, AttnKernel, AttnScratch, MatmulScratch, Rope, WeightMatrix};
+use crate::ops::{self, AttnKernel, AttnScratch, AttnShape, MatmulScratch, Rope, WeightMatrix};
 use crate::quant::{self, GgmlType};
 use crate::weights::WeightMemory;
 
@@ -37,6 +43,17 @@ struct Layer {
     gate: WeightMatrix,
     up: WeightMatrix,
     down: WeightMatrix,
+    /// Gemma 3's extra norms.
+    gemma: Option<GemmaNorms>,
+}
+
+/// Gemma 3's per-head query and key norms (`head_dim`) and the norms of the attention
+/// and feed-forward outputs (`n_embd`).
+struct GemmaNorms {
+    q: Vec<f32>,
+    k: Vec<f32>,
+    post_attn: Vec<f32>,
+    post_ffn: Vec<f32>,
 }
 
 pub struct DecoderModel {
@@ -48,6 +65,8 @@ pub struct DecoderModel {
     output: WeightMatrix,
     layers: Vec<Layer>,
     rope: Rope,
+    /// The sliding-window layers' RoPE (its own base).
+    rope_swa: Option<Rope>,
 }
 
 /// Which logits a forward pass returns.
@@ -145,6 +164,15 @@ impl TensorLoader<'_> {
     }
 }
 
+/// RMS-norms each `width`-float row of `x` in place with `weight`.
+fn norm_rows(x: &mut [f32], width: usize, weight: &[f32], eps: f32) {
+    let mut row = vec![0.0f32; width];
+    for r in x.chunks_exact_mut(width) {
+        ops::rms_norm(r, weight, eps, &mut row);
+        r.copy_from_slice(&row);
+    }
+}
+
 impl DecoderModel {
     /// Builds the model from a parsed header and the memory that holds the file's bytes
     /// (tensor offsets in `weights` are the file offsets).
@@ -154,7 +182,22 @@ impl DecoderModel {
             g,
             mem: weights.as_ref(),
         };
-        let (d, kv, ff) = (cfg.n_embd, cfg.kv_dim(), cfg.n_ff);
+        if let Some(cap) = g
+            .metadata
+            .get_f32_opt(&format!("{}.final_logit_softcapping", cfg.arch.name()))?
+            .filter(|&c| c != 0.0)
+        {
+            return Err(ModelError::BadConfig(format!(
+                "final logit soft-capping ({cap}) is not supported"
+            )));
+        }
+        let (d, qd, kv, ff, hd) = (
+            cfg.n_embd,
+            cfg.q_dim(),
+            cfg.kv_dim(),
+            cfg.n_ff,
+            cfg.head_dim,
+        );
         let token_embd = ld.matrix("token_embd.weight", d, cfg.vocab_size)?;
         let output = match g.tensor("output.weight") {
             Some(_) => ld.matrix("output.weight", d, cfg.vocab_size)?,
@@ -165,17 +208,26 @@ impl DecoderModel {
             let n = |s: &str| format!("blk.{i}.{s}");
             layers.push(Layer {
                 attn_norm: ld.vector(&n("attn_norm.weight"), d)?,
-                wq: ld.matrix(&n("attn_q.weight"), d, d)?,
+                wq: ld.matrix(&n("attn_q.weight"), d, qd)?,
                 wk: ld.matrix(&n("attn_k.weight"), d, kv)?,
                 wv: ld.matrix(&n("attn_v.weight"), d, kv)?,
-                bq: ld.optional_vector(&n("attn_q.bias"), d)?,
+                bq: ld.optional_vector(&n("attn_q.bias"), qd)?,
                 bk: ld.optional_vector(&n("attn_k.bias"), kv)?,
                 bv: ld.optional_vector(&n("attn_v.bias"), kv)?,
-                wo: ld.matrix(&n("attn_output.weight"), d, d)?,
+                wo: ld.matrix(&n("attn_output.weight"), qd, d)?,
                 ffn_norm: ld.vector(&n("ffn_norm.weight"), d)?,
                 gate: ld.matrix(&n("ffn_gate.weight"), d, ff)?,
                 up: ld.matrix(&n("ffn_up.weight"), d, ff)?,
                 down: ld.matrix(&n("ffn_down.weight"), ff, d)?,
+                gemma: match cfg.arch {
+                    Architecture::Gemma3 => Some(GemmaNorms {
+                        q: ld.vector(&n("attn_q_norm.weight"), hd)?,
+                        k: ld.vector(&n("attn_k_norm.weight"), hd)?,
+                        post_attn: ld.vector(&n("post_attention_norm.weight"), d)?,
+                        post_ffn: ld.vector(&n("post_ffw_norm.weight"), d)?,
+                    }),
+                    _ => None,
+                },
             });
         }
         let output_norm = ld.vector("output_norm.weight", d)?;
@@ -185,6 +237,14 @@ impl DecoderModel {
             cfg.rope_freq_base,
             cfg.rope_freq_scale,
         );
+        let rope_swa = cfg.sliding_window.map(|w| {
+            Rope::new(
+                cfg.arch.rope_style(),
+                cfg.n_rot,
+                w.rope_freq_base,
+                cfg.rope_freq_scale,
+            )
+        });
         Ok(Self {
             cfg,
             weights,
@@ -193,6 +253,7 @@ impl DecoderModel {
             output,
             layers,
             rope,
+            rope_swa,
         })
     }
 
@@ -255,33 +316,46 @@ impl DecoderModel {
         kernel: AttnKernel,
     ) -> Result<Vec<f32>, ModelError> {
         let cfg = &self.cfg;
-        let (n, d, kv, ff, hd) = (
+        let (n, d, qd, kv, ff, hd) = (
             tokens.len(),
             cfg.n_embd,
+            cfg.q_dim(),
             cfg.kv_dim(),
             cfg.n_ff,
             cfg.head_dim,
         );
         let pos0 = s.pos();
         let mem = self.weights.as_ref();
+        let gemma = cfg.arch == Architecture::Gemma3;
 
         let angles = self.rope.angle_table(pos0, n);
+        let angles_swa = self.rope_swa.as_ref().map(|r| r.angle_table(pos0, n));
         let mut x = vec![0.0f32; n * d];
         for (t, row) in tokens.iter().zip(x.chunks_exact_mut(d)) {
             ops::embedding_row(mem, &self.token_embd, *t as usize, row, &mut s.scratch)?;
         }
+        if gemma {
+            let scale = (d as f32).sqrt();
+            x.iter_mut().for_each(|v| *v *= scale);
+        }
 
         let mut xn = vec![0.0f32; n * d];
         let (mut q, mut k, mut v) = (
-            vec![0.0f32; n * d],
+            vec![0.0f32; n * qd],
             vec![0.0f32; n * kv],
             vec![0.0f32; n * kv],
         );
-        let mut attn = vec![0.0f32; n * d];
+        let mut attn = vec![0.0f32; n * qd];
         let mut proj = vec![0.0f32; n * d];
         let (mut gate, mut up) = (vec![0.0f32; n * ff], vec![0.0f32; n * ff]);
 
         for (li, l) in self.layers.iter().enumerate() {
+            let window = cfg.sliding_window.filter(|w| w.applies_to(li));
+            let (rope, angles) = match (window, &self.rope_swa, &angles_swa) {
+                (Some(_), Some(r), Some(a)) => (r, a),
+                _ => (&self.rope, &angles),
+            };
+
             // Attention block.
             for (xr, or) in x.chunks_exact(d).zip(xn.chunks_exact_mut(d)) {
                 ops::rms_norm(xr, &l.attn_norm, cfg.rms_eps, or);
@@ -289,44 +363,69 @@ impl DecoderModel {
             ops::matmul(mem, &l.wq, &xn, n, &mut q, &mut s.scratch)?;
             ops::matmul(mem, &l.wk, &xn, n, &mut k, &mut s.scratch)?;
             ops::matmul(mem, &l.wv, &xn, n, &mut v, &mut s.scratch)?;
-            for (buf, bias, width) in [(&mut q, &l.bq, d), (&mut k, &l.bk, kv), (&mut v, &l.bv, kv)]
-            {
+            for (buf, bias, width) in [
+                (&mut q, &l.bq, qd),
+                (&mut k, &l.bk, kv),
+                (&mut v, &l.bv, kv),
+            ] {
                 if let Some(b) = bias {
                     buf.chunks_exact_mut(width)
                         .for_each(|r| ops::add_assign(r, b));
                 }
             }
-            for t in 0..n {
-                self.rope.apply(&mut q[t * d..(t + 1) * d], hd, &angles, t);
-                self.rope
-                    .apply(&mut k[t * kv..(t + 1) * kv], hd, &angles, t);
+            if let Some(g) = &l.gemma {
+                norm_rows(&mut q, hd, &g.q, cfg.rms_eps);
+                norm_rows(&mut k, hd, &g.k, cfg.rms_eps);
             }
+            for t in 0..n {
+                rope.apply(&mut q[t * qd..(t + 1) * qd], hd, angles, t);
+                rope.apply(&mut k[t * kv..(t + 1) * kv], hd, angles, t);
+            }
+            // Gemma scales the queries themselves, and the scores by 1.
+            let kq_scale = if gemma {
+                q.iter_mut().for_each(|v| *v *= cfg.attn_scale);
+                1.0
+            } else {
+                cfg.attn_scale
+            };
             s.kv.push(li, &k, &v);
             for t in 0..n {
+                let mut shape =
+                    AttnShape::causal(pos0 + t, cfg.n_head, cfg.n_head_kv, hd).scale(kq_scale);
+                if let Some(w) = window {
+                    shape = shape.window(w.window);
+                }
                 ops::attend(
-                    &q[t * d..(t + 1) * d],
+                    &q[t * qd..(t + 1) * qd],
                     &s.kv.keys[li],
                     &s.kv.values[li],
-                    pos0 + t,
-                    cfg.n_head,
-                    cfg.n_head_kv,
-                    hd,
-                    &mut attn[t * d..(t + 1) * d],
+                    shape,
+                    &mut attn[t * qd..(t + 1) * qd],
                     &mut s.attn,
                     kernel,
                 );
             }
             ops::matmul(mem, &l.wo, &attn, n, &mut proj, &mut s.scratch)?;
+            if let Some(g) = &l.gemma {
+                norm_rows(&mut proj, d, &g.post_attn, cfg.rms_eps);
+            }
             ops::add_assign(&mut x, &proj);
 
-            // Feed-forward block (SwiGLU).
+            // Feed-forward block (SwiGLU; GELU-gated for Gemma).
             for (xr, or) in x.chunks_exact(d).zip(xn.chunks_exact_mut(d)) {
                 ops::rms_norm(xr, &l.ffn_norm, cfg.rms_eps, or);
             }
             ops::matmul(mem, &l.gate, &xn, n, &mut gate, &mut s.scratch)?;
             ops::matmul(mem, &l.up, &xn, n, &mut up, &mut s.scratch)?;
-            ops::ggml_order::swiglu(&mut gate, &up);
+            if gemma {
+                ops::ggml_order::geglu(&mut gate, &up);
+            } else {
+                ops::ggml_order::swiglu(&mut gate, &up);
+            }
             ops::matmul(mem, &l.down, &gate, n, &mut proj, &mut s.scratch)?;
+            if let Some(g) = &l.gemma {
+                norm_rows(&mut proj, d, &g.post_ffn, cfg.rms_eps);
+            }
             ops::add_assign(&mut x, &proj);
         }
         s.kv.advance(n);

@@ -1,10 +1,10 @@
-//! Model architectures. `decoder` is the llama-family forward pass (llama, qwen2).
+//! Model architectures. `decoder` is the llama-family forward pass (llama, qwen2, gemma3).
 
 mod config;
 mod decoder;
 mod kv_cache;
 
-pub use config::{Architecture, DecoderConfig, RopeStyle};
+pub use config::{Architecture, DecoderConfig, RopeStyle, SlidingWindow};
 pub use decoder::{DecoderModel, Logits, Session};
 pub use kv_cache::KvCache;
 
@@ -17,7 +17,7 @@ pub enum ModelError {
     Gguf(#[from] GgufError),
     #[error(transparent)]
     Quant(#[from] QuantError),
-    #[error("architecture '{0}' is not supported (supported: llama, qwen2)")]
+    #[error("architecture '{0}' is not supported (supported: llama, qwen2, gemma3)")]
     UnsupportedArchitecture(String),
     #[error("invalid model configuration: {0}")]
     BadConfig(String),

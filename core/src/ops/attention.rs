@@ -47,67 +47,84 @@ pub struct AttnScratch {
     acc: Vec<f32>,
 }
 
-/// Attention for one query token at position `pos` (it sees cache positions `0..=pos`).
+/// Which cache positions one query sees, and the shape of its heads.
+#[derive(Clone, Copy, Debug)]
+pub struct AttnShape {
+    /// The query's position: it sees cache positions `first..=pos`.
+    pub pos: usize,
+    /// The first position it sees: 0, or the start of a sliding window.
+    pub first: usize,
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim: usize,
+    /// What `K·q` is multiplied by before the softmax (`soft_max_ext`'s scale).
+    pub scale: f32,
+}
+
+impl AttnShape {
+    /// Causal attention over every earlier position, scaled by `1/sqrt(head_dim)`.
+    pub fn causal(pos: usize, n_head: usize, n_head_kv: usize, head_dim: usize) -> Self {
+        Self {
+            pos,
+            first: 0,
+            n_head,
+            n_head_kv,
+            head_dim,
+            scale: 1.0 / (head_dim as f32).sqrt(),
+        }
+    }
+
+    /// Only the `window` latest positions (the query's own included) are seen: llama.cpp
+    /// masks key `p` when `pos - p >= window`.
+    pub fn window(self, window: usize) -> Self {
+        Self {
+            first: (self.pos + 1).saturating_sub(window),
+            ..self
+        }
+    }
+
+    /// `K·q` multiplied by `scale`.
+    pub fn scale(self, scale: f32) -> Self {
+        Self { scale, ..self }
+    }
+}
+
+/// Attention for one query token (`shape`: its position, the positions it sees, its
+/// heads).
 ///
 /// `q`: `n_head * head_dim`; `keys`/`values`: the layer's cache, `kv_dim` floats per
 /// position; `out`: `n_head * head_dim`.
 ///
 /// llama.cpp pads the KV window (to 256 positions) and masks the padding to `-inf`; those
 /// slots contribute exact zeros, so only their effect on lane positions is reproduced.
+/// Positions before a sliding window are masked the same way: they keep their lanes.
 ///
 /// Built for wasm32 with `+simd128` this runs the SIMD kernels of
 /// `attention_simd128.rs`, bit-identical to the scalar ones ([`attend_reference`]).
-#[allow(clippy::too_many_arguments)]
 pub fn attend(
     q: &[f32],
     keys: &[f32],
     values: &[f32],
-    pos: usize,
-    n_head: usize,
-    n_head_kv: usize,
-    head_dim: usize,
+    shape: AttnShape,
     out: &mut [f32],
     scratch: &mut AttnScratch,
     kernel: AttnKernel,
 ) {
-    let shape = Shape {
-        pos,
-        n_head,
-        n_head_kv,
-        head_dim,
-    };
     attend_with(q, keys, values, shape, out, scratch, kernel, true)
 }
 
 /// [`attend`] with the scalar kernels whatever the build (same arguments): the
 /// reference the SIMD kernels are tested and benchmarked against.
-#[allow(clippy::too_many_arguments)]
 pub fn attend_reference(
     q: &[f32],
     keys: &[f32],
     values: &[f32],
-    pos: usize,
-    n_head: usize,
-    n_head_kv: usize,
-    head_dim: usize,
+    shape: AttnShape,
     out: &mut [f32],
     scratch: &mut AttnScratch,
     kernel: AttnKernel,
 ) {
-    let shape = Shape {
-        pos,
-        n_head,
-        n_head_kv,
-        head_dim,
-    };
     attend_with(q, keys, values, shape, out, scratch, kernel, false)
-}
-
-struct Shape {
-    pos: usize,
-    n_head: usize,
-    n_head_kv: usize,
-    head_dim: usize,
 }
 
 /// Query heads of one KV group and the cache rows they read.
@@ -120,6 +137,8 @@ pub(super) struct Head<'a> {
     values: &'a [f32],
     kv_dim: usize,
     kv_off: usize,
+    /// Positions before `first` are masked (their scores `-inf`, their weights 0).
+    pub(super) first: usize,
     pub(super) scale: f32,
     pub(super) kernel: AttnKernel,
 }
@@ -143,7 +162,7 @@ fn attend_with(
     q: &[f32],
     keys: &[f32],
     values: &[f32],
-    shape: Shape,
+    shape: AttnShape,
     out: &mut [f32],
     scratch: &mut AttnScratch,
     kernel: AttnKernel,
@@ -154,15 +173,16 @@ fn attend_with(
     with_fma(
         #[inline(always)]
         || {
-            let Shape {
+            let AttnShape {
                 pos,
+                first,
                 n_head,
                 n_head_kv,
                 head_dim,
+                scale,
             } = shape;
             let kv_dim = n_head_kv * head_dim;
             let group = n_head / n_head_kv;
-            let scale = 1.0 / (head_dim as f32).sqrt();
             let AttnScratch { scores, acc } = scratch;
             acc.resize(kernel.lanes() * head_dim, 0.0);
             let head = |q| Head {
@@ -172,6 +192,7 @@ fn attend_with(
                 values,
                 kv_dim,
                 kv_off: 0,
+                first,
                 scale,
                 kernel,
             };
@@ -213,7 +234,11 @@ fn head_scalar(h: &Head, scores: &mut [f32], acc: &mut [f32], out: &mut [f32]) {
     let lanes = h.kernel.lanes();
     let mut max = f32::NEG_INFINITY;
     for (p, s) in scores.iter_mut().enumerate() {
-        *s = vec_dot_f32(h.key(p), h.q) * h.scale;
+        *s = if p < h.first {
+            f32::NEG_INFINITY
+        } else {
+            vec_dot_f32(h.key(p), h.q) * h.scale
+        };
         max = crate::math::max_f32(max, *s);
     }
     let inv = (1.0 / soft_max_exp(scores, max)) as f32;
@@ -268,18 +293,29 @@ mod tests {
         let mut scratch = AttnScratch::default();
         for kernel in [AttnKernel::Batch, AttnKernel::Single] {
             let mut out = vec![0f32; hd];
-            attend(
-                &q,
-                &keys,
-                &values,
-                n - 1,
-                1,
-                1,
-                hd,
-                &mut out,
-                &mut scratch,
-                kernel,
-            );
+            let shape = AttnShape::causal(n - 1, 1, 1, hd);
+            attend(&q, &keys, &values, shape, &mut out, &mut scratch, kernel);
+            for (o, w) in out.iter().zip(&want) {
+                assert!((*o as f64 - w).abs() < 1e-5, "{kernel:?}: {o} vs {w}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_window_sees_only_the_latest_positions() {
+        let (hd, n, window) = (32, 40, 9);
+        let gen = |k: usize| ((k * 7919 % 1000) as f32 / 500.0 - 1.0) * 0.5;
+        let q: Vec<f32> = (0..hd).map(gen).collect();
+        let keys: Vec<f32> = (0..n * hd).map(|k| gen(k + 3)).collect();
+        let values: Vec<f32> = (0..n * hd).map(|k| gen(k + 11)).collect();
+        let first = n - window;
+        let want = reference(&q, &keys[first * hd..], &values[first * hd..], window, hd);
+        let mut scratch = AttnScratch::default();
+        for kernel in [AttnKernel::Batch, AttnKernel::Single] {
+            let mut out = vec![0f32; hd];
+            let shape = AttnShape::causal(n - 1, 1, 1, hd).window(window);
+            assert_eq!(shape.first, first);
+            attend(&q, &keys, &values, shape, &mut out, &mut scratch, kernel);
             for (o, w) in out.iter().zip(&want) {
                 assert!((*o as f64 - w).abs() < 1e-5, "{kernel:?}: {o} vs {w}");
             }

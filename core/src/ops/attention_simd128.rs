@@ -31,6 +31,9 @@ fn group_with<const FUSED: bool>(h: &Head, scores: &mut [f32], acc: &mut [f32], 
     let head_dim = h.head_dim;
     let n = scores.len() * head_dim / out.len();
     key_scores::<FUSED>(h, scores);
+    for s in scores.chunks_exact_mut(n) {
+        s[..h.first].fill(f32::NEG_INFINITY);
+    }
     for (s, o) in scores
         .chunks_exact_mut(n)
         .zip(out.chunks_exact_mut(head_dim))

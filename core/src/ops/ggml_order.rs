@@ -220,6 +220,50 @@ pub fn swiglu_reference(gate: &mut [f32], up: &[f32]) {
     )
 }
 
+/// `ggml_vec_geglu_f32` as ggml builds it for x86 (`GGML_GELU_FP16`): `gate[i] =
+/// gelu(gate[i]) * up[i]`, the GELU read from a table of every f16 input (the input
+/// rounded to f16, the result rounded to f16), 0 at or below -10 and the identity at or
+/// above 10.
+pub fn geglu(gate: &mut [f32], up: &[f32]) {
+    use crate::quant::{f16_to_f32, f32_to_f16};
+    let table = gelu_f16_table();
+    for (g, &u) in gate.iter_mut().zip(up) {
+        let x = *g;
+        *g = if x <= -10.0 {
+            0.0
+        } else if x >= 10.0 {
+            x * u
+        } else {
+            f16_to_f32(table[f32_to_f16(x) as usize]) * u
+        };
+    }
+}
+
+/// `ggml_table_gelu_f16`: [`gelu`] of every f16 value, rounded to f16 (built once).
+fn gelu_f16_table() -> &'static [u16] {
+    use crate::quant::{f16_to_f32, f32_to_f16};
+    static TABLE: std::sync::OnceLock<Vec<u16>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        (0..=u16::MAX)
+            .map(|h| f32_to_f16(gelu(f16_to_f32(h))))
+            .collect()
+    })
+}
+
+/// `ggml_gelu_f32`, the tanh approximation: `0.5 x (1 + tanh(sqrt(2/pi) x (1 + 0.044715
+/// x^2)))`.
+fn gelu(x: f32) -> f32 {
+    const GELU_COEF_A: f32 = 0.044715;
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    0.5 * x * (1.0 + tanh(SQRT_2_OVER_PI * x * (1.0 + GELU_COEF_A * x * x)))
+}
+
+/// `tanh` from [`expf`], the same on every platform (libm's `tanhf` differs by an ulp
+/// between them; the GELU table rounds its results to f16 anyway).
+fn tanh(x: f32) -> f32 {
+    (1.0 - 2.0 / (expf(2.0 * x.abs()) + 1.0)).copysign(x)
+}
+
 /// The exponentials of `ggml_vec_soft_max_f32` (AVX-512): `y[i] = expf(y[i] - max)` in
 /// place, and their sum: each group of 16 is reduced in f32 ([`hsum16`]) and the group
 /// sums are added in f64.
@@ -362,6 +406,40 @@ mod tests {
         let mut g = vec![1.0f32, -2.0, 0.0];
         swiglu(&mut g, &[2.0, 1.0, 5.0]);
         assert_eq!(g, vec![silu(1.0) * 2.0, silu(-2.0), 0.0]);
+    }
+
+    #[test]
+    fn gelu_table_and_geglu() {
+        // tanh against f64 over the range the GELU argument takes.
+        for i in -800..=800 {
+            let x = i as f32 / 100.0;
+            assert!(
+                (tanh(x) as f64 - (x as f64).tanh()).abs() < 3e-7,
+                "tanh({x})"
+            );
+        }
+        let exact = |x: f64| {
+            0.5 * x
+                * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh())
+        };
+        let mut g = vec![-12.0f32, -10.0, -1.5, 0.0, 0.3, 2.0, 9.99, 10.0, 25.0];
+        let x = g.clone();
+        geglu(&mut g, &[2.0; 9]);
+        assert_eq!((g[0], g[1], g[3]), (0.0, 0.0, 0.0));
+        assert_eq!((g[7], g[8]), (20.0, 50.0));
+        for (&got, &x) in g.iter().zip(&x).skip(2).take(5) {
+            // The input and the result pass through f16: about 3 decimal digits.
+            let want = 2.0 * exact(x as f64);
+            assert!(
+                (got as f64 - want).abs() <= 2e-3 * want.abs().max(1e-2),
+                "{x}: {got} vs {want}"
+            );
+        }
+        assert!({
+            let mut n = [f32::NAN];
+            geglu(&mut n, &[1.0]);
+            n[0].is_nan()
+        });
     }
 
     #[test]

@@ -11,7 +11,7 @@ mod rope;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod swiglu_simd128;
 
-pub use attention::{attend, attend_reference, AttnKernel, AttnScratch};
+pub use attention::{attend, attend_reference, AttnKernel, AttnScratch, AttnShape};
 pub use matmul::{embedding_row, matmul, MatmulScratch, WeightMatrix};
 pub use norm::rms_norm;
 pub use rope::Rope;
