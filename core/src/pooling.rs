@@ -394,7 +394,7 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     ab / (aa.sqrt() * bb.sqrt()).max(f64::MIN_POSITIVE)
 }
 
-/// Decoders (llama, qwen2) embed too: the pooled final normed hidden state, as
+/// Decoders (llama, qwen2, gemma3) embed too: the pooled final normed hidden state, as
 /// llama.cpp computes with `--embeddings --pooling mean|last`.
 impl Embedder for Engine {
     fn dim(&self) -> usize {

@@ -1,5 +1,6 @@
 //! The component computes what the native engine computes: for every SmolLM2 Q4_1
-//! logits fixture (up to 555 prompt tokens), `parity.logits` through the component
+//! and Gemma 3 270M Q4_K_M logits fixture (up to 555 prompt tokens), `parity.logits`
+//! through the component
 //! gives the same greedy tokens and the same top logits as `Engine::eval_logits`
 //! natively (the wasm build runs the SIMD128 kernels, the native one AVX2 or scalar
 //! ones, all in the same float order).
@@ -15,15 +16,15 @@ use chord::runtime::ComponentEngine;
 use chord_core::engine::Engine;
 use chord_core::gguf::FileSource;
 use chord_core::weights::SliceWeights;
-use common::{component_path, smollm2, workspace};
+use common::{component_path, model_path, workspace};
 
 struct Case {
     ids: Vec<u32>,
     greedy: Vec<u32>,
 }
 
-fn fixtures() -> Vec<Case> {
-    let path = workspace().join("fixtures/logits/smollm2-135m-instruct-q4_1.jsonl");
+fn fixtures(name: &str) -> Vec<Case> {
+    let path = workspace().join(format!("fixtures/logits/{name}.jsonl"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines()
         .filter(|l| !l.trim().is_empty())
@@ -47,8 +48,18 @@ fn fixtures() -> Vec<Case> {
 }
 
 #[test]
-fn component_matches_native_on_logits_fixtures() {
-    let model = smollm2();
+fn component_matches_native_on_smollm2() {
+    check("smollm2-135m-instruct-q4_1");
+}
+
+/// K-quant, Q5_0 and Q8_0 kernels, GELU, sliding-window attention (case 3).
+#[test]
+fn component_matches_native_on_gemma3() {
+    check("gemma-3-270m-q4_k_m");
+}
+
+fn check(name: &str) {
+    let model = model_path(&format!("{name}.gguf"));
     let native = Engine::load(
         &FileSource::open(&model).unwrap(),
         Box::new(SliceWeights(std::fs::read(&model).unwrap())),
@@ -61,14 +72,14 @@ fn component_matches_native_on_logits_fixtures() {
     let t = Instant::now();
     inst.info().unwrap();
     eprintln!(
-        "component: instantiate {:.2?}, load SmolLM2 {:.2?}",
+        "component: instantiate {:.2?}, load {name} {:.2?}",
         inst.instantiate_time,
         t.elapsed()
     );
 
     let top_k = 10;
     let mut llama_cpp_mismatches = 0;
-    for (i, case) in fixtures().iter().enumerate() {
+    for (i, case) in fixtures(name).iter().enumerate() {
         let steps = case.greedy.len();
         let t0 = Instant::now();
         let n = native.eval_logits(&case.ids, steps, top_k).unwrap();
