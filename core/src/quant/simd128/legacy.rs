@@ -987,9 +987,15 @@ pub(crate) fn rows(
 ) -> usize {
     use super::super::GgmlType as T;
     // Four rows share each activation block load; their 8 accumulators, the
-    // activation block and a row's codes still fit in 16 registers.
-    const ROWS: usize = 4;
-    fn go<F: Format>(w: &[u8], rb: usize, a: &[u8], nb: usize, out: &mut [f32]) -> usize {
+    // activation block and a row's codes still fit in 16 registers. The five-bit
+    // formats' unpacking needs more: two rows (Q5_0 rows 6.9 -> 7.7 GMAC/s).
+    fn go<F: Format, const ROWS: usize>(
+        w: &[u8],
+        rb: usize,
+        a: &[u8],
+        nb: usize,
+        out: &mut [f32],
+    ) -> usize {
         let n = out.len() / ROWS * ROWS;
         let ay = ActScales::new::<F>(a, nb);
         let mut dbuf = [[0f32; CHUNK]; ROWS];
@@ -1003,11 +1009,11 @@ pub(crate) fn rows(
         out.len()
     }
     match ty {
-        T::Q4_0 => go::<Q4_0>(w, row_bytes, a, nb, out),
-        T::Q4_1 => go::<Q4_1>(w, row_bytes, a, nb, out),
-        T::Q5_0 => go::<Q5_0>(w, row_bytes, a, nb, out),
-        T::Q5_1 => go::<Q5_1>(w, row_bytes, a, nb, out),
-        T::Q8_0 => go::<Q8_0>(w, row_bytes, a, nb, out),
+        T::Q4_0 => go::<Q4_0, 4>(w, row_bytes, a, nb, out),
+        T::Q4_1 => go::<Q4_1, 4>(w, row_bytes, a, nb, out),
+        T::Q5_0 => go::<Q5_0, 2>(w, row_bytes, a, nb, out),
+        T::Q5_1 => go::<Q5_1, 2>(w, row_bytes, a, nb, out),
+        T::Q8_0 => go::<Q8_0, 4>(w, row_bytes, a, nb, out),
         _ => 0,
     }
 }
