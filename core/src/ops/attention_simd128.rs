@@ -31,9 +31,6 @@ fn group_with<const FUSED: bool>(h: &Head, scores: &mut [f32], acc: &mut [f32], 
     let head_dim = h.head_dim;
     let n = scores.len() * head_dim / out.len();
     key_scores::<FUSED>(h, scores);
-    for s in scores.chunks_exact_mut(n) {
-        s[..h.first].fill(f32::NEG_INFINITY);
-    }
     for (s, o) in scores
         .chunks_exact_mut(n)
         .zip(out.chunks_exact_mut(head_dim))
@@ -99,6 +96,11 @@ fn key_scores<const FUSED: bool>(h: &Head, scores: &mut [f32]) {
     let heads = h.q.len() / head_dim;
     let n = scores.len() / heads;
     for p in 0..n {
+        // Before a sliding window: masked, as the scalar code.
+        if p < h.first {
+            (0..heads).for_each(|j| scores[j * n + p] = f32::NEG_INFINITY);
+            continue;
+        }
         let k = h.key(p);
         for (j, q) in h.q.chunks_exact(head_dim).enumerate() {
             scores[j * n + p] = vec_dot_f32::<FUSED>(k, q) * h.scale;

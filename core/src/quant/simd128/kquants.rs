@@ -6,10 +6,11 @@
 //! the activations' `bsums`. Then the `f32` formula of the scalar kernel is applied in
 //! the same order, so results are bit-identical to it.
 //!
-//! A super-block goes in chunks of 64 or 128 elements, in a loop kept rolled (see
-//! `prim::opaque`), for `R` weight rows at a time ([`kernel`], decoding) or for one
-//! weight row against four tokens, each chunk's codes unpacked once for the four
-//! ([`kernel_tokens`], prefill).
+//! A super-block goes in chunks of 64 or 128 elements, unrolled with the accumulators
+//! passed through `prim::opaque` after each chunk, for `R` weight rows at a time
+//! ([`kernel`], decoding) or for one weight row against four tokens, each chunk's codes
+//! unpacked once for the four ([`kernel_tokens`], prefill). Q4_K and Q5_K have kernels
+//! of their own ([`k4_rows`], [`k4_four_tokens`]).
 
 use core::arch::wasm32::*;
 
@@ -245,11 +246,15 @@ pub(super) fn token_tiles(ty: GgmlType, job: &super::TokenTiles, out: &mut [f32]
     }
 }
 
-/// One row.
+/// One row of `nb` blocks of `block_bytes` through a one-row `kernel`.
 #[inline(always)]
-fn one<F: KFormat>(w: &[u8], a: &[u8], nb: usize) -> f32 {
+fn one(
+    (w, a, nb): (&[u8], &[u8], usize),
+    block_bytes: usize,
+    kernel: impl Fn(&[u8], usize, &[u8], usize, &mut [f32]),
+) -> f32 {
     let mut out = [0f32];
-    kernel::<F, 1>(w, nb * F::WB, a, nb, &mut out);
+    kernel(w, nb * block_bytes, a, nb, &mut out);
     out[0]
 }
 
@@ -770,31 +775,27 @@ impl KFormat for Q6K {
 
 /// Q2_K · Q8_K.
 pub(crate) fn q2_k_q8_k(w: &[u8], a: &[u8], nb: usize) -> f32 {
-    one::<Q2K>(w, a, nb)
+    one((w, a, nb), Q2K::WB, kernel::<Q2K, 1>)
 }
 
 /// Q3_K · Q8_K.
 pub(crate) fn q3_k_q8_k(w: &[u8], a: &[u8], nb: usize) -> f32 {
-    one::<Q3K>(w, a, nb)
+    one((w, a, nb), Q3K::WB, kernel::<Q3K, 1>)
 }
 
 /// Q4_K · Q8_K.
 pub(crate) fn q4_k_q8_k(w: &[u8], a: &[u8], nb: usize) -> f32 {
-    let mut out = [0f32];
-    k4_rows::<Q4KCodes, 1>(w, nb * Q4KCodes::WB, a, nb, &mut out);
-    out[0]
+    one((w, a, nb), Q4KCodes::WB, k4_rows::<Q4KCodes, 1>)
 }
 
 /// Q5_K · Q8_K.
 pub(crate) fn q5_k_q8_k(w: &[u8], a: &[u8], nb: usize) -> f32 {
-    let mut out = [0f32];
-    k4_rows::<Q5KCodes, 1>(w, nb * Q5KCodes::WB, a, nb, &mut out);
-    out[0]
+    one((w, a, nb), Q5KCodes::WB, k4_rows::<Q5KCodes, 1>)
 }
 
 /// Q6_K · Q8_K.
 pub(crate) fn q6_k_q8_k(w: &[u8], a: &[u8], nb: usize) -> f32 {
-    one::<Q6K>(w, a, nb)
+    one((w, a, nb), Q6K::WB, kernel::<Q6K, 1>)
 }
 
 /// Rows of `row_bytes` in `w`, `R` at a time, for the K-quant formats; returns how many

@@ -64,9 +64,11 @@ pub(super) fn dot2_u7_i8(w: v128, a: v128) -> v128 {
     }
 }
 
-/// `v`, hidden from the optimizer: loops up to it are not unrolled, and loads through
-/// it stay below it. (Fully unrolled kernels get all their loads hoisted to the top by
-/// LLVM, and Cranelift, which does not reorder, then spills them.)
+/// `v`, hidden from the optimizer: loops up to it are not unrolled, and (a volatile
+/// access being a barrier to LLVM's instruction selection) loads after it are not
+/// scheduled above the work that computed it. (Fully unrolled kernels otherwise get all
+/// their loads hoisted to the top by LLVM, and Cranelift, which does not reorder, then
+/// spills them.)
 #[inline(always)]
 pub(super) fn opaque<T: Copy>(v: T) -> T {
     // `black_box` does not hide the value on wasm32 (LLVM still unrolls); a volatile
