@@ -6,6 +6,9 @@
 //! post-link-rewritten `memory.copy`. Kernels therefore ask for a range and get a
 //! slice that is either borrowed or copied; they never hold pointers into weights.
 
+/// [`WeightMemory::chunk_bytes`] of borrowed weights.
+pub const DEFAULT_CHUNK_BYTES: usize = 128 * 1024;
+
 /// Read-only weight bytes, addressed by 64-bit offsets.
 pub trait WeightMemory {
     /// Total size in bytes.
@@ -17,6 +20,13 @@ pub trait WeightMemory {
     /// Callers only ask for ranges of tensors that the model validated against
     /// [`WeightMemory::len`] at load time; an out-of-range request is a bug and panics.
     fn bytes<'a>(&'a self, offset: u64, len: usize, scratch: &'a mut Vec<u8>) -> &'a [u8];
+
+    /// Bytes of weight rows a matrix product asks for at a time. Borrowed ranges want
+    /// large requests (each is one call of the kernels, with per-call set-up); copied
+    /// ones override this with a small size (see `WasmWeights`).
+    fn chunk_bytes(&self) -> usize {
+        DEFAULT_CHUNK_BYTES
+    }
 
     fn is_empty(&self) -> bool {
         self.len() == 0

@@ -28,10 +28,6 @@ pub struct MatmulScratch {
     weights: Vec<u8>,
 }
 
-/// Bytes of weight rows fetched per call to the weight memory: large enough to amortise
-/// the call (and, in wasm, the `memory.copy`), small enough to stay in L2.
-const CHUNK_BYTES: usize = 128 * 1024;
-
 /// `out[t * rows + r] = dot(W[r], x[t])` for `n_tokens` activation rows of `w.cols`
 /// elements. Each fetched chunk of weight rows is reused for every token (prefill is a
 /// matrix-matrix product, not a loop of matrix-vector ones).
@@ -56,7 +52,7 @@ pub fn matmul(
     }
 
     let row_bytes = w.row_bytes();
-    let rows_per_chunk = (CHUNK_BYTES / row_bytes).max(1);
+    let rows_per_chunk = (mem.chunk_bytes() / row_bytes).max(1);
     let mut r0 = 0;
     while r0 < w.rows {
         let n = rows_per_chunk.min(w.rows - r0);
