@@ -260,17 +260,16 @@ pub(super) fn add_lanes_in_order(sum: f32, t: v128) -> f32 {
 /// `j` in `16*half..16*half + 16` (Q5_0/Q5_1 fifth bits), else 0.
 #[inline(always)]
 pub(super) fn fifth_bits(qh: v128, half: usize) -> v128 {
-    // Byte j of the result looks at byte j / 8 of qh and bit j % 8 of it. The bytes
-    // are spread by a shuffle of two genuinely different vectors (qh, and qh >> 8):
-    // LLVM turns a one-source shuffle into one with an arbitrary second operand, which
-    // Cranelift then reads, creating false dependencies between loop iterations.
-    let qh8 = u32x4_shr(qh, 8);
-    let bytes = if half == 0 {
-        i8x16_shuffle::<0, 0, 0, 0, 0, 0, 0, 0, 16, 16, 16, 16, 16, 16, 16, 16>(qh, qh8)
+    // Byte j of the result looks at byte 2 * half + j / 8 of qh and bit j % 8 of it.
+    let idx = if half == 0 {
+        u64x2(0, 0x0101_0101_0101_0101)
     } else {
-        i8x16_shuffle::<2, 2, 2, 2, 2, 2, 2, 2, 18, 18, 18, 18, 18, 18, 18, 18>(qh, qh8)
+        u64x2(0x0202_0202_0202_0202, 0x0303_0303_0303_0303)
     };
-    let bit = u64x2_splat(0x8040_2010_0804_0201);
+    let bytes = i8x16_relaxed_swizzle(qh, idx);
+    // Hidden from LLVM, which would otherwise turn `x & bit == bit` into `x & bit != 0`
+    // (one bit per lane), which Cranelift compiles to a compare and a negation.
+    let bit = opaque(u64x2_splat(0x8040_2010_0804_0201));
     let set = i8x16_eq(v128_and(bytes, bit), bit);
     v128_and(set, u8x16_splat(0x10))
 }
