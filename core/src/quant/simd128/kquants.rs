@@ -546,13 +546,12 @@ fn k4_rows<C: K4Codes, const R: usize>(
                         let (s_lo, s_hi) = (splat16::<{ 2 * $c }>(s), splat16::<{ 2 * $c + 1 }>(s));
                         let mut a = [acc[r]];
                         k4_chunk(C::codes(x[r], $c), s_lo, s_hi, &q8, &mut a);
-                        acc[r] = a[0];
+                        // Unrolled, LLVM would schedule the loads of all the chunks
+                        // (and rows) first, and Cranelift, which does not reorder,
+                        // spill them: the accumulator through `opaque` keeps each
+                        // row's work above the next one's loads.
+                        acc[r] = opaque(a[0]);
                     }
-                    // Unrolled, LLVM would schedule the loads of all the chunks first
-                    // (and Cranelift, which does not reorder, spill them): the
-                    // accumulators through `opaque` keep each chunk's work above the
-                    // next one's loads.
-                    acc = opaque(acc);
                 };
             }
             chunk!(0);
