@@ -111,6 +111,16 @@ fn hsum8(lo: v128, hi: v128) -> f32 {
     f32x4_extract_lane::<0>(s) + f32x4_extract_lane::<1>(s)
 }
 
+/// `v[k]` in all four lanes, as a splatting load: Cranelift compiles `f32x4.splat` of
+/// a loaded value to a scalar load, a move and a broadcast, `v128.load32_splat` to
+/// one broadcast from memory.
+#[inline(always)]
+fn splat_at(v: &[f32], k: usize) -> v128 {
+    assert!(k < v.len());
+    // SAFETY: `k` is in bounds (checked above).
+    unsafe { v128_load32_splat(v.as_ptr().add(k) as *const u32) }
+}
+
 /// Low and high nibbles of the 16 bytes at `p`. Safety: `p..p + 16` readable.
 #[inline(always)]
 unsafe fn nibbles(p: *const u8) -> (v128, v128) {
@@ -548,7 +558,7 @@ unsafe fn dot_pass<F: Format, const FUSED: bool, const R: usize>(
         let (a0, a1) = (ld(y), ld(y.add(16)));
         for r in 0..R {
             let (s0, s1) = F::sums(x0[r].add((c0 + k) * F::WB), a0, a1);
-            let d = f32x4_splat(dbuf[r][k]);
+            let d = splat_at(&dbuf[r], k);
             l[r] = fma::<FUSED>(d, s0, l[r]);
             h[r] = fma::<FUSED>(d, s1, h[r]);
         }
@@ -777,7 +787,7 @@ unsafe fn dot_pass_tiles<F: Format, const FUSED: bool, const R: usize, const T: 
             let (a0, a1) = (ld(y), ld(y.add(16)));
             for r in 0..R {
                 let (s0, s1) = F::dot(c[r], a0, a1);
-                let d = f32x4_splat(dbuf[t][r][k]);
+                let d = splat_at(&dbuf[t][r], k);
                 l[t][r] = fma::<FUSED>(d, s0, l[t][r]);
                 h[t][r] = fma::<FUSED>(d, s1, h[t][r]);
             }
