@@ -169,7 +169,7 @@ impl WeightMemory for WasmWeights {
     /// Copies of 16 KiB (scratch that stays in L1 while the kernels read it) decode
     /// the synthetic 7B 8% faster than 128 KiB ones (1.40 against 1.30 tok/s; 8 and
     /// 32 KiB in between); its prefill is the same with both. In-place weights keep
-    /// the default: small requests cost SmolLM2 (resident) 4-8% in per-call set-up.
+    /// the default: small requests cost SmolLM2 (resident) 4-13% in per-call set-up.
     fn chunk_bytes(&self) -> usize {
         match self {
             Self::Resident(_) => chord_core::weights::DEFAULT_CHUNK_BYTES,

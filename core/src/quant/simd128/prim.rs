@@ -266,7 +266,7 @@ pub(super) fn fifth_bits(qh: v128, half: usize) -> v128 {
     } else {
         u64x2(0x0202_0202_0202_0202, 0x0303_0303_0303_0303)
     };
-    let bytes = i8x16_relaxed_swizzle(qh, idx);
+    let bytes = i8x16_swizzle(qh, idx);
     // Hidden from LLVM, which would otherwise turn `x & bit == bit` into `x & bit != 0`
     // (one bit per lane), which Cranelift compiles to a compare and a negation.
     let bit = opaque(u64x2_splat(0x8040_2010_0804_0201));
