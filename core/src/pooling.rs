@@ -11,7 +11,7 @@
 
 use crate::engine::{Engine, EngineError};
 use crate::gguf::{ByteSource, Gguf, GgufError};
-use crate::model::ModelError;
+use crate::model::{Architecture, ModelError};
 use crate::safetensors::SafetensorsError;
 use crate::tokenizer::{Tokenizer, TokenizerError};
 use crate::weights::WeightMemory;
@@ -424,8 +424,8 @@ impl Embedder for Engine {
     }
 }
 
-/// Loads any embedding-capable GGUF model: `bert` as an encoder, `llama`/`qwen2` as a
-/// pooled decoder. `header` holds the GGUF header; `weights` the file's bytes.
+/// Loads any embedding-capable GGUF model: `bert` as an encoder, every decoder
+/// architecture ([`Architecture`]) as a pooled decoder. `header` holds the GGUF header; `weights` the file's bytes.
 pub fn load_gguf_embedder<S: ByteSource + ?Sized>(
     header: &S,
     weights: Box<dyn WeightMemory>,
@@ -433,7 +433,7 @@ pub fn load_gguf_embedder<S: ByteSource + ?Sized>(
     let g = Gguf::read_header(header)?;
     match g.architecture()? {
         "bert" => Ok(Box::new(crate::bert::BertEmbedder::from_gguf(&g, weights)?)),
-        "llama" | "qwen2" | "gemma3" => Ok(Box::new(Engine::from_gguf(&g, weights)?)),
+        a if Architecture::from_name(a).is_some() => Ok(Box::new(Engine::from_gguf(&g, weights)?)),
         other => Err(EmbedError::UnsupportedArchitecture(other.to_string())),
     }
 }

@@ -166,10 +166,8 @@ impl TensorLoader<'_> {
 
 /// RMS-norms each `width`-float row of `x` in place with `weight`.
 fn norm_rows(x: &mut [f32], width: usize, weight: &[f32], eps: f32) {
-    let mut row = vec![0.0f32; width];
     for r in x.chunks_exact_mut(width) {
-        ops::rms_norm(r, weight, eps, &mut row);
-        r.copy_from_slice(&row);
+        ops::rms_norm_in_place(r, weight, eps);
     }
 }
 

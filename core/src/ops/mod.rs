@@ -13,7 +13,7 @@ mod swiglu_simd128;
 
 pub use attention::{attend, attend_reference, AttnKernel, AttnScratch, AttnShape};
 pub use matmul::{embedding_row, matmul, MatmulScratch, WeightMatrix};
-pub use norm::rms_norm;
+pub use norm::{rms_norm, rms_norm_in_place};
 pub use rope::Rope;
 
 /// `a[i] += b[i]`.
